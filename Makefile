@@ -1,0 +1,33 @@
+# make demo: set up, build the synthetic demo dataset, convert it, train FCN-8s, write JPEGs.
+# make test: set up, run the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_DIR ?= build/demo
+PYTEST_ARGS ?=
+
+.PHONY: demo test setup clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+demo: setup
+	rm -rf $(DEMO_DIR)
+	$(PY) make_demo_data.py --output_dir $(DEMO_DIR)/data
+	$(PY) convert_fcn_dataset.py --dataset_format camvid --config configs/demo.yaml \
+	    --data_dir $(DEMO_DIR)/data --split train --output_path $(DEMO_DIR)/train.record
+	$(PY) convert_fcn_dataset.py --dataset_format camvid --config configs/demo.yaml \
+	    --data_dir $(DEMO_DIR)/data --split val --output_path $(DEMO_DIR)/val.record
+	$(PY) train.py --config configs/demo.yaml --dataset_train $(DEMO_DIR)/train.record \
+	    --dataset_val $(DEMO_DIR)/val.record --output_dir $(DEMO_DIR)/run
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf build

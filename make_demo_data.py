@@ -1,0 +1,24 @@
+"""Writes the built-in synthetic demo dataset (CamVid layout) for `make demo` and the tests.
+
+    python make_demo_data.py --output_dir build/demo/data
+"""
+import argparse
+
+from utils.demo_data import write_demo_dataset
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--output_dir', required=True)
+    p.add_argument('--num_train', type=int, default=48)
+    p.add_argument('--num_val', type=int, default=8)
+    p.add_argument('--height', type=int, default=96)
+    p.add_argument('--width', type=int, default=128)
+    p.add_argument('--seed', type=int, default=0)
+    a = p.parse_args(argv)
+    write_demo_dataset(a.output_dir, a.num_train, a.num_val, a.height, a.width, a.seed)
+    print('Demo dataset written to %s' % a.output_dir)
+
+
+if __name__ == '__main__':
+    main()

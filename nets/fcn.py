@@ -1,0 +1,86 @@
+"""Fully Convolutional Networks (Long, Shelhamer & Darrell) on VGG16: FCN-32s, FCN-16s, FCN-8s.
+
+Layer names follow the reference implementation: `score_fr`, `upscore2`, `score_pool4`,
+`upscore_pool4`, `score_pool3`, `upscore8`. Score layers start at zero and transposed
+convolutions start as bilinear upsampling, so an untrained head upsamples coarse scores smoothly.
+
+Instead of the reference's 100-pixel input padding and crop, the input is padded (with the mean,
+i.e. zeros after mean subtraction) to a multiple of 32, and the logits are cropped back: the output
+is exactly the input's height x width for any size.
+"""
+import tensorflow.compat.v1 as tf
+import tf_slim as slim
+
+from nets.vgg import FC_DEPTH, OUTPUT_STRIDE, vgg_16
+from utils.upsampling import bilinear_kernel, upsample_kernel_size
+
+# Skip layers fused by each head, from coarse to fine, and the "at-once" input scaling of each.
+SKIPS = {'fcn32s': (), 'fcn16s': ('pool4',), 'fcn8s': ('pool4', 'pool3')}
+AT_ONCE_SCALES = {'pool4': 0.01, 'pool3': 0.0001}
+HEAD_SCOPE = 'fcn'
+
+
+def upsample(net, num_classes, factor, trainable, scope):
+    """Transposed conv (kernel 2*factor, stride factor) initialised as bilinear upsampling.
+
+    [batch, h, w, num_classes] -> [batch, h*factor, w*factor, num_classes]; no bias, as in FCN.
+    """
+    size = upsample_kernel_size(factor)
+    return slim.conv2d_transpose(
+        net, num_classes, [size, size], stride=factor, padding='SAME', activation_fn=None,
+        biases_initializer=None, trainable=trainable,
+        weights_initializer=tf.constant_initializer(bilinear_kernel(size, num_classes)),
+        scope=scope)
+
+
+def score(net, num_classes, scope):
+    """1x1 class-score layer, zero-initialised as in the reference recipe."""
+    return slim.conv2d(net, num_classes, [1, 1], activation_fn=None, normalizer_fn=None,
+                       weights_initializer=tf.zeros_initializer(), scope=scope)
+
+
+def pad_to_multiple(images, multiple):
+    """Pads [batch, h, w, c] at the bottom/right with zeros to multiples of `multiple`."""
+    shape = tf.shape(images)
+    pad_h = (multiple - shape[1] % multiple) % multiple
+    pad_w = (multiple - shape[2] % multiple) % multiple
+    return tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+
+
+def fcn(images, num_classes, is_training=True, model='fcn8s', dropout_keep_prob=0.5,
+        fc_depth=FC_DEPTH, at_once=False, learn_upsampling=True, scope=HEAD_SCOPE):
+    """FCN on VGG16.
+
+    Args:
+      images: float [batch, h, w, 3], RGB minus nets.vgg.MEAN_RGB; h, w >= 1, any size.
+      model: 'fcn32s', 'fcn16s' or 'fcn8s' (which skips are fused).
+      at_once: scale pool4 by 0.01 and pool3 by 0.0001 before scoring (FCN-8s at-once).
+      learn_upsampling: whether the transposed convolutions are trained or fixed bilinear.
+    Returns:
+      logits: [batch, h, w, num_classes]; end_points: VGG's and the head's activations.
+    """
+    if model not in SKIPS:
+        raise ValueError('unknown model %r; choose one of %s' % (model, ', '.join(SKIPS)))
+    input_shape = tf.shape(images)
+    padded = pad_to_multiple(images, OUTPUT_STRIDE)
+    net, end_points = vgg_16(padded, None, is_training, dropout_keep_prob, fc_depth)
+    backbone = dict(end_points)
+    with tf.variable_scope(scope, 'fcn', [net]) as sc:
+        net = score(net, num_classes, 'score_fr')  # [batch, H/32, W/32, num_classes]
+        stride = OUTPUT_STRIDE
+        upscore_name = 'upscore2'
+        for skip in SKIPS[model]:
+            # 1. Upsample the coarse scores 2x; 2. score the finer pool layer; 3. fuse by sum.
+            net = upsample(net, num_classes, 2, learn_upsampling, upscore_name)
+            skip_net = backbone['vgg_16/' + skip]
+            if at_once:
+                skip_net = skip_net * AT_ONCE_SCALES[skip]
+            net = tf.add(net, score(skip_net, num_classes, 'score_' + skip),
+                         name='fuse_' + skip)  # [batch, H/stride*2, W/stride*2, num_classes]
+            stride //= 2
+            upscore_name = 'upscore_' + skip
+        net = upsample(net, num_classes, stride, learn_upsampling, 'upscore%d' % stride)
+        logits = net[:, :input_shape[1], :input_shape[2], :]
+        logits.set_shape(images.shape[:3].concatenate([num_classes]))
+        end_points[sc.name + '/logits'] = logits
+    return logits, end_points

@@ -1,0 +1,55 @@
+"""Trains an FCN (default FCN-8s on VGG16) from TFRecords, saving checkpoints and validation JPEGs.
+
+    python train.py --config configs/camvid_fcn8s.yaml --dataset_train train.record \
+        --dataset_val val.record --checkpoint_path vgg_16.ckpt --output_dir runs/camvid \
+        --batch_size 2 --max_steps 30 --crop_size 160,224 --save_every 10 --eval_every 10 \
+        --num_eval_images 4
+
+Every config key can be given as a flag (flags override the YAML). A rerun with the same
+--output_dir resumes from its latest checkpoint.
+"""
+import argparse
+import logging
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import tensorflow.compat.v1 as tf  # noqa: E402
+
+from utils.checkpoints import CheckpointError  # noqa: E402
+from utils.config import ConfigError, add_config_flags, overrides_from_args, resolve_config  # noqa: E402
+from utils.training import TrainingError, format_scores, train  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--config', help='experiment YAML in configs/')
+    add_config_flags(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s', stream=sys.stdout)
+    log = logging.getLogger('train').info
+    tf.disable_eager_execution()
+    tf.logging.set_verbosity(tf.logging.ERROR)
+    try:
+        config = resolve_config(args.config, overrides_from_args(args))
+        log('Config: %s' % config.to_dict())
+        summary = train(config, log)
+    except (ConfigError, CheckpointError, TrainingError, FileNotFoundError) as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    log('Finished at step %d; last checkpoint: %s' % (summary['step'], summary['checkpoint']))
+    if summary['validation']:
+        log('Validation JPEGs are in %s' % summary['eval_dir'])
+        log('Validation %s' % format_scores(summary['validation']))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

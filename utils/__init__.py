@@ -1,0 +1,1 @@
+"""Library code for the FCN training suite: data, preprocessing, losses, metrics, CRF, I/O."""

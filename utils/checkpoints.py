@@ -1,0 +1,84 @@
+"""Initialising a model from a classification checkpoint, and finding training checkpoints.
+
+The official tf-slim `vgg_16.ckpt` and partial checkpoints (e.g. a conv trunk without fc6-fc8)
+both work: every model variable present in the checkpoint with the same shape is restored, the
+rest are initialised fresh and listed. Shape mismatches are errors that name the variable.
+"""
+import os
+
+import tensorflow.compat.v1 as tf
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable or does not fit the model."""
+
+
+def resolve_checkpoint(path):
+    """A checkpoint prefix from a prefix or a directory holding checkpoints."""
+    if os.path.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError('directory %s holds no checkpoint' % path)
+        return latest
+    if not (os.path.exists(path + '.index') or os.path.isfile(path)):
+        raise CheckpointError('checkpoint %s not found (give the prefix, e.g. .../vgg_16.ckpt, '
+                              'whose .index file must exist)' % path)
+    return path
+
+
+def _excluded(name, exclude_scopes):
+    return any(name == s.rstrip('/') or name.startswith(s.rstrip('/') + '/')
+               for s in exclude_scopes)
+
+
+def plan_restore(checkpoint_path, variables, exclude_scopes=()):
+    """Matches model variables with a checkpoint's by name and shape.
+
+    Returns (restore: {checkpoint name: variable}, fresh: [names initialised fresh],
+    unused: [checkpoint names no model variable takes]).
+    """
+    try:
+        shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
+    except (tf.errors.OpError, ValueError) as e:
+        raise CheckpointError('cannot read checkpoint %s: %s' % (checkpoint_path, e)) from None
+    restore, fresh, mismatched = {}, [], []
+    for var in variables:
+        name = var.op.name
+        if _excluded(name, exclude_scopes) or name not in shapes:
+            fresh.append(name)
+        elif list(shapes[name]) != var.shape.as_list():
+            mismatched.append('%s: checkpoint %s, model %s' % (name, shapes[name],
+                                                               var.shape.as_list()))
+        else:
+            restore[name] = var
+    if mismatched:
+        raise CheckpointError('checkpoint %s does not fit the model (exclude these scopes with '
+                              '--checkpoint_exclude_scopes, or check the model settings):\n  %s'
+                              % (checkpoint_path, '\n  '.join(mismatched)))
+    if not restore:
+        raise CheckpointError('checkpoint %s holds none of the model\'s variables (e.g. %s); is it '
+                              'a checkpoint of another network?'
+                              % (checkpoint_path, variables[0].op.name if variables else '-'))
+    unused = sorted(n for n in shapes if n not in restore and not _excluded(n, exclude_scopes))
+    return restore, fresh, unused
+
+
+def make_init_fn(checkpoint_path, variables, exclude_scopes=(), log=print):
+    """Returns init_fn(session) that restores what the checkpoint has, after logging the plan.
+
+    Call it after the global variables initialiser, so that unmatched variables keep their
+    fresh initial values.
+    """
+    checkpoint_path = resolve_checkpoint(checkpoint_path)
+    restore, fresh, unused = plan_restore(checkpoint_path, variables, exclude_scopes)
+    log('Initialising %d variables from %s' % (len(restore), checkpoint_path))
+    if fresh:
+        log('Initialised fresh (not in the checkpoint, or excluded): %s' % ', '.join(fresh))
+    if unused:
+        log('Checkpoint variables not used: %s' % ', '.join(unused))
+    saver = tf.train.Saver(restore)
+
+    def init_fn(session):
+        saver.restore(session, checkpoint_path)
+
+    return init_fn

@@ -1,0 +1,50 @@
+"""tf.data input pipelines from TFRecords: training batches and full-size validation images.
+
+Records are streamed (never loaded whole), decoded in parallel and prefetched.
+"""
+import tensorflow.compat.v1 as tf
+
+from utils.preprocessing import preprocess_for_eval, preprocess_for_train
+from utils.tfrecord import parse_example, resolve_record_paths
+
+AUTOTUNE = tf.data.experimental.AUTOTUNE
+
+
+def train_dataset(record_spec, crop_size, batch_size, min_scale=1.0, max_scale=1.0,
+                  flip=True, shuffle_buffer=256):
+    """Endless shuffled batches: images float32 [batch, ch, cw, 3] (mean-subtracted),
+    labels int32 [batch, ch, cw] (IGNORE_LABEL where void or padded)."""
+    paths = resolve_record_paths(record_spec)
+    dataset = tf.data.Dataset.from_tensor_slices(paths)
+    dataset = dataset.shuffle(len(paths)).repeat()
+    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(paths), 4),
+                                 num_parallel_calls=AUTOTUNE)
+    dataset = dataset.shuffle(shuffle_buffer)
+
+    def _parse_and_augment(serialized):
+        example = parse_example(serialized)
+        return preprocess_for_train(example['image'], example['label'], crop_size,
+                                    min_scale, max_scale, flip)
+
+    dataset = dataset.map(_parse_and_augment, num_parallel_calls=AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    return dataset.prefetch(AUTOTUNE)
+
+
+def eval_dataset(record_spec, num_images=0):
+    """One pass, one full-size image at a time (sizes may differ between images).
+
+    Yields dicts: 'image' uint8 [1, h, w, 3], 'inputs' float32 [1, h, w, 3] (mean-subtracted),
+    'label' int32 [1, h, w], 'filename' string [1]. `num_images` > 0 stops after that many.
+    """
+    paths = resolve_record_paths(record_spec)
+    dataset = tf.data.TFRecordDataset(paths)
+    if num_images:
+        dataset = dataset.take(num_images)
+
+    def _parse(serialized):
+        example = parse_example(serialized)
+        return {'image': example['image'], 'inputs': preprocess_for_eval(example['image']),
+                'label': tf.cast(example['label'], tf.int32), 'filename': example['filename']}
+
+    return dataset.map(_parse, num_parallel_calls=AUTOTUNE).batch(1).prefetch(2)
