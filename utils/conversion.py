@@ -56,8 +56,10 @@ def encode_pair(image_path, label_path, num_classes, void_label):
     return example.SerializeToString(), label
 
 
-def convert_pairs(pairs, output_path, num_classes, void_label, log=print):
+def convert_pairs(pairs, output_path, num_classes, void_label, strict=False, log=print):
     """Writes every usable pair of `pairs` to `output_path`; returns the report dict.
+
+    With `strict`, any unusable pair fails the conversion and nothing is written.
 
     The report (also saved as OUTPUT_PATH.report.json) counts written and skipped pairs, lists
     each skipped pair with its reason, and holds per-class pixel counts.
@@ -85,6 +87,9 @@ def convert_pairs(pairs, output_path, num_classes, void_label, log=print):
                 class_pixels[num_classes] += counts[IGNORE_LABEL]
                 if (index + 1) % 100 == 0:
                     log('%d/%d pairs read' % (index + 1, len(pairs)))
+        if strict and skipped:
+            raise RuntimeError('%d of %d pairs are unusable (--strict); nothing written to %s'
+                               % (len(skipped), len(pairs), output_path))
         if written == 0:
             raise RuntimeError('no usable image/label pair among %d; nothing written to %s'
                                % (len(pairs), output_path))

@@ -30,8 +30,6 @@ def atomic_write_bytes(path, data):
     with atomic_path(path) as tmp_path:
         with open(tmp_path, 'wb') as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def atomic_write_text(path, text):

@@ -1,0 +1,60 @@
+"""Real data from ../shared: CamVid conversion and the pretrained VGG16 conv trunk."""
+import os
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+from nets import build_network
+from tests.conftest import CAMVID_DIR, HED_CHECKPOINT, require
+from utils.checkpoints import make_init_fn
+from utils.config import resolve_config
+from utils.conversion import convert_pairs
+from utils.datasets import camvid_pairs
+from utils.tfrecord import count_records, parse_example
+from tests.conftest import ROOT
+
+
+@pytest.mark.slow
+def test_camvid_val_converts_to_101_exact_records(tmp_path):
+    require(CAMVID_DIR, 'CamVid')
+    config = resolve_config(os.path.join(ROOT, 'configs', 'camvid_fcn8s.yaml'))
+    out = str(tmp_path / 'val.record')
+    report = convert_pairs(camvid_pairs(CAMVID_DIR, 'val'), out, config.num_classes,
+                           config.void_label, log=lambda *_: None)
+    assert report['pairs_written'] == 101 and report['pairs_skipped'] == 0
+    assert count_records([out]) == 101
+    # Class frequencies match a direct count of the label PNGs.
+    direct = np.zeros(12, np.int64)
+    for name in sorted(os.listdir(os.path.join(CAMVID_DIR, 'valannot'))):
+        label = cv2.imread(os.path.join(CAMVID_DIR, 'valannot', name), cv2.IMREAD_UNCHANGED)
+        direct += np.bincount(label.ravel(), minlength=12)
+    assert report['class_pixel_counts'] == direct[:11].tolist()
+    assert report['ignored_pixel_count'] == direct[11]
+    # The first record decodes to the first pair's pixels.
+    example = parse_example(next(iter(tf.io.tf_record_iterator(out))))
+    with tf.Session() as sess:
+        got = sess.run(example)
+    first = sorted(os.listdir(os.path.join(CAMVID_DIR, 'val')))[0]
+    image = cv2.imread(os.path.join(CAMVID_DIR, 'val', first))[..., ::-1]
+    np.testing.assert_array_equal(got['image'], image)
+    assert got['image'].shape == (360, 480, 3)
+
+
+def test_hed_checkpoint_restores_exactly_the_26_conv_variables():
+    require(HED_CHECKPOINT, 'pretrained VGG16 conv trunk')
+    images = tf.placeholder(tf.float32, [None, None, None, 3])
+    build_network(images, 11, True, fc_depth=16)
+    messages = []
+    init_fn = make_init_fn(HED_CHECKPOINT, tf.model_variables(), ['vgg_16/fc8'],
+                           messages.append)
+    assert messages[0].startswith('Initialising 26 variables')
+    fresh = messages[1]
+    assert 'vgg_16/fc6/weights' in fresh and 'fcn/score_fr/weights' in fresh
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        init_fn(sess)
+        restored = sess.run(tf.model_variables()[0])
+    expected = tf.train.load_checkpoint(HED_CHECKPOINT).get_tensor('vgg_16/conv1/conv1_1/weights')
+    np.testing.assert_array_equal(restored, expected)

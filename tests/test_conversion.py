@@ -1,0 +1,177 @@
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+from PIL import Image
+
+from tests.conftest import ROOT
+from utils.conversion import REPORT_SUFFIX, convert_pairs
+from utils.datasets import camvid_pairs, voc_pairs
+from utils.tfrecord import (KEY_ENCODED, KEY_FILENAME, KEY_FORMAT, KEY_HEIGHT, KEY_LABEL,
+                            KEY_WIDTH, parse_example)
+from utils.visualization import default_palette
+
+
+def read_records(path):
+    """All examples of a record file through the real reader: [(image, label, filename)]."""
+    dataset = tf.data.TFRecordDataset([path]).map(parse_example)
+    item = tf.data.make_one_shot_iterator(dataset).get_next()
+    out = []
+    with tf.Session() as sess:
+        while True:
+            try:
+                ex = sess.run(item)
+            except tf.errors.OutOfRangeError:
+                return out
+            out.append((ex['image'], ex['label'], ex['filename'].decode()))
+
+
+def write_camvid(root, split, count, num_classes=5, void=11, size=(20, 30)):
+    rng = np.random.RandomState(count)
+    os.makedirs(os.path.join(root, split), exist_ok=True)
+    os.makedirs(os.path.join(root, split + 'annot'), exist_ok=True)
+    pairs = []
+    for i in range(count):
+        image = rng.randint(0, 256, size + (3,), dtype=np.uint8)
+        label = rng.randint(0, num_classes, size).astype(np.uint8)
+        label[:2] = void
+        name = 'f%03d.png' % i
+        cv2.imwrite(os.path.join(root, split, name), image[..., ::-1])
+        cv2.imwrite(os.path.join(root, split + 'annot', name), label)
+        pairs.append((image, label))
+    return pairs
+
+
+def convert(pairs, path, num_classes=5, void=11, **kw):
+    return convert_pairs(pairs, path, num_classes, void, log=lambda *_: None, **kw)
+
+
+def test_camvid_round_trip_is_bit_identical(tmp_path):
+    originals = write_camvid(str(tmp_path), 'val', 4)
+    out = str(tmp_path / 'val.record')
+    report = convert(camvid_pairs(str(tmp_path), 'val'), out)
+    assert report['pairs_written'] == 4 and report['pairs_skipped'] == 0
+    records = read_records(out)
+    assert [r[2] for r in records] == ['f%03d.png' % i for i in range(4)]
+    for (image, label), (rec_image, rec_label, _) in zip(originals, records):
+        np.testing.assert_array_equal(rec_image, image)
+        expected = np.where(label == 11, 255, label)  # CamVid void 11 -> 255
+        np.testing.assert_array_equal(rec_label, expected)
+    saved = json.load(open(out + REPORT_SUFFIX))
+    counts = np.bincount(np.concatenate([p[1].ravel() for p in originals]), minlength=12)
+    assert saved['class_pixel_counts'] == counts[:5].tolist()
+    assert saved['ignored_pixel_count'] == counts[11]
+
+
+def test_voc_palette_labels_and_jpeg_bytes(tmp_path):
+    root = tmp_path / 'VOC2012'
+    for d in ('JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation'):
+        os.makedirs(root / d)
+    rng = np.random.RandomState(0)
+    palette = default_palette(256).ravel().tolist()
+    labels = {}
+    for name in ('2007_000032', '2007_000039'):
+        image = rng.randint(0, 256, (24, 32, 3), dtype=np.uint8)
+        Image.fromarray(image).save(root / 'JPEGImages' / (name + '.jpg'), quality=90)
+        label = rng.randint(0, 21, (24, 32)).astype(np.uint8)
+        label[5:8] = 255  # VOC boundary
+        im = Image.fromarray(label, mode='P')
+        im.putpalette(palette)
+        im.save(root / 'SegmentationClass' / (name + '.png'))
+        labels[name] = label
+    (root / 'ImageSets/Segmentation/train.txt').write_text('2007_000032\n2007_000039\n')
+    out = str(tmp_path / 'voc.record')
+    convert(voc_pairs(str(root), 'train'), out, num_classes=21, void=255)
+    for rec in tf.io.tf_record_iterator(out):
+        ex = tf.train.Example.FromString(rec)
+        f = ex.features.feature
+        name = f[KEY_FILENAME].bytes_list.value[0].decode()[:-4]
+        assert f[KEY_FORMAT].bytes_list.value[0] == b'jpeg'
+        original = (root / 'JPEGImages' / (name + '.jpg')).read_bytes()
+        assert f[KEY_ENCODED].bytes_list.value[0] == original  # stored as-is, no re-encoding
+    for _, label, filename in read_records(out):
+        np.testing.assert_array_equal(label, labels[filename[:-4]])
+
+
+def test_homework_raw_label_records_are_readable(tmp_path):
+    rng = np.random.RandomState(1)
+    image = rng.randint(0, 256, (7, 9, 3), dtype=np.uint8)
+    label = rng.randint(0, 21, (7, 9)).astype(np.uint8)
+    feature = {
+        KEY_HEIGHT: tf.train.Feature(int64_list=tf.train.Int64List(value=[7])),
+        KEY_WIDTH: tf.train.Feature(int64_list=tf.train.Int64List(value=[9])),
+        KEY_FILENAME: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b'a.jpg'])),
+        KEY_ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[cv2.imencode('.png', image[..., ::-1])[1].tobytes()])),
+        KEY_FORMAT: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b'png'])),
+        KEY_LABEL: tf.train.Feature(bytes_list=tf.train.BytesList(value=[label.tobytes()])),
+    }
+    path = str(tmp_path / 'homework.record')
+    with tf.io.TFRecordWriter(path) as w:
+        w.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    [(rec_image, rec_label, name)] = read_records(path)
+    np.testing.assert_array_equal(rec_image, image)
+    np.testing.assert_array_equal(rec_label, label)
+    assert name == 'a.jpg'
+
+
+def test_bad_pairs_are_skipped_with_their_file_names(tmp_path):
+    root = str(tmp_path)
+    write_camvid(root, 'train', 8)
+    img, ann = os.path.join(root, 'train'), os.path.join(root, 'trainannot')
+    with open(os.path.join(img, 'f000.png'), 'wb') as f:
+        f.write(b'not an image at all')
+    data = open(os.path.join(img, 'f001.png'), 'rb').read()
+    with open(os.path.join(img, 'f001.png'), 'wb') as f:
+        f.write(data[:len(data) // 3])  # truncated PNG
+    cv2.imwrite(os.path.join(ann, 'f002.png'), np.zeros((10, 10), np.uint8))  # size mismatch
+    cv2.imwrite(os.path.join(ann, 'f003.png'), np.full((20, 30), 40, np.uint8))  # out of range
+    rgb = np.random.RandomState(0).randint(0, 255, (20, 30, 3), dtype=np.uint8)
+    cv2.imwrite(os.path.join(ann, 'f004.png'), rgb)  # colour mask where indices are expected
+    os.remove(os.path.join(ann, 'f005.png'))  # missing partner
+    out = str(tmp_path / 'out.record')
+    report = convert(camvid_pairs(root, 'train'), out)
+    assert report['pairs_written'] == 2 and report['pairs_skipped'] == 6
+    reasons = {os.path.basename(s['image']): s['reason'] for s in report['skipped']}
+    assert 'decode' in reasons['f000.png'] and 'f000.png' in reasons['f000.png']
+    assert 'f001.png' in reasons['f001.png']
+    assert 'size mismatch' in reasons['f002.png']
+    assert '40' in reasons['f003.png'] and 'outside' in reasons['f003.png']
+    assert 'colour' in reasons['f004.png']
+    assert 'no label' in reasons['f005.png']
+    assert [r[2] for r in read_records(out)] == ['f006.png', 'f007.png']
+
+
+def run_script(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, 'convert_fcn_dataset.py')]
+                          + list(args), capture_output=True, text=True, cwd=ROOT)
+
+
+def test_cli_strict_and_empty_input_keep_earlier_output(tmp_path):
+    root = str(tmp_path)
+    write_camvid(root, 'val', 3)
+    out = str(tmp_path / 'val.record')
+    ok = run_script('--dataset_format', 'camvid', '--data_dir', root, '--split', 'val',
+                    '--output_path', out)
+    assert ok.returncode == 0, ok.stderr
+    assert 'Wrote 3 of 3 pairs' in ok.stdout
+    before = open(out, 'rb').read()
+    cv2.imwrite(os.path.join(root, 'valannot', 'f001.png'), np.full((20, 30), 99, np.uint8))
+    strict = run_script('--dataset_format', 'camvid', '--data_dir', root, '--split', 'val',
+                        '--output_path', out, '--strict')
+    assert strict.returncode != 0 and 'strict' in strict.stderr
+    os.makedirs(os.path.join(root, 'empty'))
+    os.makedirs(os.path.join(root, 'emptyannot'))
+    empty = run_script('--dataset_format', 'camvid', '--data_dir', root, '--split', 'empty',
+                       '--output_path', out)
+    assert empty.returncode != 0 and 'no image/label pairs' in empty.stderr
+    missing = run_script('--dataset_format', 'camvid', '--data_dir', root, '--split', 'nope',
+                         '--output_path', out)
+    assert missing.returncode != 0 and 'nope' in missing.stderr
+    assert open(out, 'rb').read() == before  # earlier output untouched
+    assert not [n for n in os.listdir(root) if n.endswith('.tmp')]
