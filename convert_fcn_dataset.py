@@ -1,11 +1,13 @@
-"""Converts a segmentation dataset split (image/label pairs) into one TFRecord file. Run once.
+"""Converts a segmentation dataset split (image/label pairs) into TFRecords. Run once per split.
 
     python convert_fcn_dataset.py --dataset_format camvid --data_dir DIR --split val --output_path val.record
     python convert_fcn_dataset.py --dataset_format voc --data_dir VOCdevkit/VOC2012 --split train \
-        --output_path fcn_train.record
+        --output_path fcn_train.record --num_workers 2
+    python convert_fcn_dataset.py --verify --output_path val.record --config configs/camvid_fcn8s.yaml
 
-Labels are stored as PNG class indices with the dataset's void value mapped to 255. Pairs that
-cannot be used are skipped and listed; a report is written to OUTPUT_PATH.report.json.
+Labels are stored as PNG train ids with void mapped to 255, following the dataset config
+(num_classes, void_label, label_map, label_offset, color_map). Unusable pairs are skipped and
+listed (--strict: the run fails instead); a report is written to OUTPUT_PATH.report.json.
 """
 import argparse
 import os
@@ -13,69 +15,112 @@ import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from utils.config import ConfigError, load_yaml
-from utils.conversion import REPORT_SUFFIX, convert_pairs
-from utils.datasets import DEFAULT_CONFIGS, FORMATS, find_pairs
+from tqdm import tqdm  # noqa: E402
+
+from utils.config import ConfigError, resolve_config  # noqa: E402
+from utils.conversion import REPORT_SUFFIX, convert_pairs, make_label_spec, verify_records  # noqa: E402
+from utils.datasets import DEFAULT_CONFIGS, FORMATS, find_pairs  # noqa: E402
+from utils.tfrecord import resolve_record_paths  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+NEEDS = {'folders': ['image_dir', 'label_dir'], 'list': ['list_file']}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--dataset_format', required=True, choices=FORMATS)
-    p.add_argument('--data_dir', help='dataset root (camvid, voc; list: root of relative paths)')
-    p.add_argument('--split', help='split name, e.g. train or val (camvid, voc)')
+    p.add_argument('--dataset_format', choices=FORMATS)
+    p.add_argument('--data_dir', help='dataset root (list format: root of relative paths)')
+    p.add_argument('--split', help='split name, e.g. train, val, trainaug, training')
     p.add_argument('--image_dir', help='images folder (folders format)')
     p.add_argument('--label_dir', help='labels folder, same file stems (folders format)')
     p.add_argument('--list_file', help='text file of "image label" lines (list format)')
-    p.add_argument('--output_path', required=True, help='TFRecord file to write')
-    p.add_argument('--config', help='dataset config YAML giving num_classes and void_label '
-                   '(default: the one shipped for the format)')
+    p.add_argument('--output_path', required=True, help='TFRecord file to write (or verify)')
+    p.add_argument('--config', help='dataset config YAML (default: the one shipped for the format)')
     p.add_argument('--num_classes', type=int, help='overrides the config')
-    p.add_argument('--void_label', type=int, help='label value of void pixels on disk; '
+    p.add_argument('--void_label', type=int, help='on-disk label value of void pixels; '
                    'overrides the config')
-    p.add_argument('--strict', action='store_true', help='fail if any pair is unusable')
+    p.add_argument('--num_shards', type=int, default=1, help='output files (PATH-0000K-of-0000N)')
+    p.add_argument('--num_workers', type=int, default=1, help='parallel reader processes')
+    p.add_argument('--min_size', help='HEIGHT,WIDTH: skip smaller images (e.g. the crop size)')
+    p.add_argument('--strict', action='store_true', help='fail, writing nothing, if any pair is '
+                   'unusable')
+    p.add_argument('--verify', action='store_true', help='read OUTPUT_PATH back and check it')
     return p.parse_args(argv)
 
 
-def dataset_description(args):
-    """(num_classes, void_label) from --config, the format's shipped config, or the flags."""
-    config_path = args.config or (os.path.join(HERE, DEFAULT_CONFIGS[args.dataset_format])
-                                  if args.dataset_format in DEFAULT_CONFIGS else None)
-    config = load_yaml(config_path) if config_path else {}
-    num_classes = args.num_classes if args.num_classes is not None else config.get('num_classes')
-    void_label = args.void_label if args.void_label is not None else config.get('void_label', 255)
-    if not num_classes:
+def dataset_config(args):
+    """The dataset config: --config, else the format's shipped one, with flag overrides."""
+    path = args.config
+    if not path and args.dataset_format in DEFAULT_CONFIGS:
+        path = os.path.join(HERE, DEFAULT_CONFIGS[args.dataset_format])
+    overrides = {k: str(getattr(args, k)) for k in ('num_classes', 'void_label')
+                 if getattr(args, k) is not None}
+    if not path and 'num_classes' not in overrides:
         raise ConfigError('the number of classes is unknown: give --config or --num_classes')
-    return int(num_classes), int(void_label)
+    if overrides.get('num_classes') and not args.config:
+        overrides.update(class_colors='', class_names='')  # the shipped ones fit other classes
+    return resolve_config(path, overrides)
 
 
-def required(args, *names):
-    missing = ['--' + n for n in names if not getattr(args, n)]
+def check_args(args):
+    if args.verify:
+        return
+    if not args.dataset_format:
+        raise ConfigError('--dataset_format is required (one of %s)' % ', '.join(FORMATS))
+    needed = NEEDS.get(args.dataset_format, ['data_dir', 'split'])
+    missing = ['--' + n for n in needed if not getattr(args, n)]
     if missing:
         raise ConfigError('--dataset_format %s needs %s' % (args.dataset_format, ', '.join(missing)))
+    if args.num_shards < 1 or args.num_workers < 1:
+        raise ConfigError('--num_shards and --num_workers must be >= 1')
+
+
+def parse_min_size(text):
+    if not text:
+        return None
+    try:
+        height, width = (int(v) for v in text.split(','))
+    except ValueError:
+        raise ConfigError('--min_size must be HEIGHT,WIDTH, got %r' % text) from None
+    return height, width
+
+
+def verify(args, config):
+    result = verify_records(resolve_record_paths(args.output_path), config.num_classes)
+    print('Verified %d records in %s: %d problems' % (result['records'], args.output_path,
+                                                     len(result['errors'])))
+    for error in result['errors']:
+        print('  ' + error)
+    return 1 if result['errors'] or not result['records'] else 0
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        required(args, *{'camvid': ['data_dir', 'split'], 'voc': ['data_dir', 'split'],
-                         'folders': ['image_dir', 'label_dir'],
-                         'list': ['list_file']}[args.dataset_format])
-        num_classes, void_label = dataset_description(args)
+        check_args(args)
+        config = dataset_config(args)
+        if args.verify:
+            return verify(args, config)
         pairs = find_pairs(args.dataset_format, data_dir=args.data_dir, split=args.split,
                            image_dir=args.image_dir, label_dir=args.label_dir,
                            list_file=args.list_file)
         if not pairs:
-            raise ConfigError('no image/label pairs found for %s' % args.dataset_format)
-        print('Converting %d pairs (%d classes, void %d) to %s'
-              % (len(pairs), num_classes, void_label, args.output_path))
-        report = convert_pairs(pairs, args.output_path, num_classes, void_label, args.strict)
+            raise ConfigError('no image/label pairs found for --dataset_format %s'
+                              % args.dataset_format)
+        spec = make_label_spec(config.num_classes, config.void_label, config.label_map,
+                               config.label_map_default, config.label_offset, config.color_map,
+                               parse_min_size(args.min_size))
+        print('Converting %d pairs (%d classes) to %s with %d worker(s)'
+              % (len(pairs), config.num_classes, args.output_path, args.num_workers))
+        report = convert_pairs(pairs, args.output_path, spec, args.num_shards, args.num_workers,
+                               args.strict, log=lambda *_: None,
+                               progress=lambda it, total: tqdm(it, total=total, unit='pair',
+                                                               file=sys.stderr))
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError, OSError) as e:
         print('error: %s' % e, file=sys.stderr)
         return 1
     print('Wrote %d of %d pairs to %s (%.1f images/s); skipped %d. Report: %s'
-          % (report['pairs_written'], report['pairs_found'], args.output_path,
+          % (report['pairs_written'], report['pairs_found'], ', '.join(report['output_paths']),
              report['images_per_second'], report['pairs_skipped'],
              args.output_path + REPORT_SUFFIX))
     for item in report['skipped']:

@@ -12,7 +12,7 @@ sys.path.insert(0, ROOT)
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 
-from utils.conversion import convert_pairs  # noqa: E402
+from utils.conversion import convert_pairs, make_label_spec  # noqa: E402
 from utils.datasets import camvid_pairs  # noqa: E402
 from utils.demo_data import write_demo_dataset  # noqa: E402
 
@@ -43,7 +43,7 @@ def demo_records(tmp_path_factory):
     paths = []
     for split in ('train', 'val'):
         path = str(root / (split + '.record'))
-        convert_pairs(camvid_pairs(data_dir, split), path, DEMO_NUM_CLASSES, 255,
+        convert_pairs(camvid_pairs(data_dir, split), path, make_label_spec(DEMO_NUM_CLASSES),
                       log=lambda *_: None)
         paths.append(path)
     return tuple(paths)

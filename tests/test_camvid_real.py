@@ -10,7 +10,7 @@ from nets import build_network
 from tests.conftest import CAMVID_DIR, HED_CHECKPOINT, require
 from utils.checkpoints import make_init_fn
 from utils.config import resolve_config
-from utils.conversion import convert_pairs
+from utils.conversion import convert_pairs, make_label_spec
 from utils.datasets import camvid_pairs
 from utils.tfrecord import count_records, parse_example
 from tests.conftest import ROOT
@@ -21,8 +21,8 @@ def test_camvid_val_converts_to_101_exact_records(tmp_path):
     require(CAMVID_DIR, 'CamVid')
     config = resolve_config(os.path.join(ROOT, 'configs', 'camvid_fcn8s.yaml'))
     out = str(tmp_path / 'val.record')
-    report = convert_pairs(camvid_pairs(CAMVID_DIR, 'val'), out, config.num_classes,
-                           config.void_label, log=lambda *_: None)
+    spec = make_label_spec(config.num_classes, config.void_label)
+    report = convert_pairs(camvid_pairs(CAMVID_DIR, 'val'), out, spec, log=lambda *_: None)
     assert report['pairs_written'] == 101 and report['pairs_skipped'] == 0
     assert count_records([out]) == 101
     # Class frequencies match a direct count of the label PNGs.

@@ -10,7 +10,7 @@ import tensorflow.compat.v1 as tf
 from PIL import Image
 
 from tests.conftest import ROOT
-from utils.conversion import REPORT_SUFFIX, convert_pairs
+from utils.conversion import REPORT_SUFFIX, convert_pairs, make_label_spec
 from utils.datasets import camvid_pairs, voc_pairs
 from utils.tfrecord import (KEY_ENCODED, KEY_FILENAME, KEY_FORMAT, KEY_HEIGHT, KEY_LABEL,
                             KEY_WIDTH, parse_example)
@@ -48,7 +48,8 @@ def write_camvid(root, split, count, num_classes=5, void=11, size=(20, 30)):
 
 
 def convert(pairs, path, num_classes=5, void=11, **kw):
-    return convert_pairs(pairs, path, num_classes, void, log=lambda *_: None, **kw)
+    return convert_pairs(pairs, path, make_label_spec(num_classes, void), log=lambda *_: None,
+                         **kw)
 
 
 def test_camvid_round_trip_is_bit_identical(tmp_path):
@@ -175,3 +176,153 @@ def test_cli_strict_and_empty_input_keep_earlier_output(tmp_path):
     assert missing.returncode != 0 and 'nope' in missing.stderr
     assert open(out, 'rb').read() == before  # earlier output untouched
     assert not [n for n in os.listdir(root) if n.endswith('.tmp')]
+
+
+def test_cityscapes_label_ids_map_to_train_ids(tmp_path):
+    from utils.config import resolve_config
+    from utils.datasets import cityscapes_pairs
+    root = tmp_path / 'cs'
+    rng = np.random.RandomState(2)
+    ids = rng.randint(0, 34, (16, 24)).astype(np.uint8)
+    for city in ('aachen', 'bochum'):
+        os.makedirs(root / 'leftImg8bit' / 'val' / city)
+        os.makedirs(root / 'gtFine' / 'val' / city)
+        stem = '%s_000000_000019' % city
+        cv2.imwrite(str(root / 'leftImg8bit/val' / city / (stem + '_leftImg8bit.png')),
+                    rng.randint(0, 256, (16, 24, 3), dtype=np.uint8))
+        cv2.imwrite(str(root / 'gtFine/val' / city / (stem + '_gtFine_labelIds.png')), ids)
+    for name, expected in (('cityscapes_fcn8s.yaml', None), ('cityscapes7_fcn8s.yaml', 7)):
+        config = resolve_config(os.path.join(ROOT, 'configs', name))
+        spec = make_label_spec(config.num_classes, config.void_label, config.label_map,
+                               config.label_map_default, config.label_offset)
+        out = str(tmp_path / (name + '.record'))
+        report = convert_pairs(cityscapes_pairs(str(root), 'val'), out, spec, log=print)
+        assert report['pairs_written'] == 2
+        label = read_records(out)[0][1]
+        reference = np.full(ids.shape, 255 if expected is None else 6)
+        for source, target in config.label_map.items():
+            reference[ids == source] = target
+        reference[ids == 0] = 255
+        np.testing.assert_array_equal(label, reference)
+        if expected is None:  # spot checks against the official table
+            assert (label[ids == 7] == 0).all() and (label[ids == 26] == 13).all()
+            assert (label[ids == 4] == 255).all()
+
+
+def test_kitti_colour_masks_and_unknown_colour(tmp_path):
+    from utils.config import resolve_config
+    from utils.datasets import kitti_road_pairs
+    root = tmp_path / 'kitti' / 'training'
+    os.makedirs(root / 'image_2')
+    os.makedirs(root / 'gt_image_2')
+    rng = np.random.RandomState(3)
+    mask = np.zeros((10, 20, 3), np.uint8)
+    mask[:] = (255, 0, 0)
+    mask[5:, :10] = (255, 0, 255)
+    mask[0, 0] = (0, 0, 0)
+    for name in ('um_000000', 'uu_000001'):
+        cv2.imwrite(str(root / 'image_2' / (name + '.png')),
+                    rng.randint(0, 256, (10, 20, 3), dtype=np.uint8))
+        category, number = name.split('_')
+        cv2.imwrite(str(root / 'gt_image_2' / ('%s_road_%s.png' % (category, number))),
+                    mask[..., ::-1])
+    bad = mask.copy()
+    bad[3, 3] = (1, 2, 3)
+    cv2.imwrite(str(root / 'gt_image_2' / 'uu_road_000001.png'), bad[..., ::-1])
+    config = resolve_config(os.path.join(ROOT, 'configs', 'kitti_road_fcn8s.yaml'))
+    spec = make_label_spec(config.num_classes, config.void_label, color_map=config.color_map)
+    out = str(tmp_path / 'kitti.record')
+    report = convert_pairs(kitti_road_pairs(str(tmp_path / 'kitti'), 'training'), out, spec,
+                           log=lambda *_: None)
+    assert report['pairs_written'] == 1
+    assert 'uu_road_000001.png' in report['skipped'][0]['reason']
+    assert '(1, 2, 3)' in report['skipped'][0]['reason']
+    label = read_records(out)[0][1]
+    assert label[0, 0] == 255 and (label[5:, :10] == 1).all() and label[0, 5] == 0
+
+
+def test_ade20k_ids_are_shifted_and_zero_ignored(tmp_path):
+    from utils.config import resolve_config
+    from utils.datasets import ade20k_pairs
+    root = tmp_path / 'ADEChallengeData2016'
+    os.makedirs(root / 'images' / 'validation')
+    os.makedirs(root / 'annotations' / 'validation')
+    label = np.random.RandomState(4).randint(0, 151, (12, 14)).astype(np.uint8)
+    Image.fromarray(np.zeros((12, 14, 3), np.uint8)).save(
+        root / 'images/validation/ADE_val_00000001.jpg')
+    cv2.imwrite(str(root / 'annotations/validation/ADE_val_00000001.png'), label)
+    config = resolve_config(os.path.join(ROOT, 'configs', 'ade20k_fcn8s.yaml'))
+    spec = make_label_spec(config.num_classes, config.void_label, label_offset=config.label_offset)
+    out = str(tmp_path / 'ade.record')
+    convert_pairs(ade20k_pairs(str(root), 'validation'), out, spec, log=lambda *_: None)
+    got = read_records(out)[0][1]
+    np.testing.assert_array_equal(got, np.where(label == 0, 255, label.astype(int) - 1))
+
+
+def test_shards_and_workers_give_the_same_examples(tmp_path):
+    from utils.tfrecord import resolve_record_paths
+    root = str(tmp_path)
+    write_camvid(root, 'train', 9)
+    pairs = camvid_pairs(root, 'train')
+    one = str(tmp_path / 'one.record')
+    many = str(tmp_path / 'many.record')
+    report1 = convert(pairs, one)
+    report3 = convert(pairs, many, num_shards=3, num_workers=2)
+    shards = resolve_record_paths(many)
+    assert [os.path.basename(p) for p in shards] == ['many.record-%05d-of-00003' % i
+                                                     for i in range(3)]
+    single = list(tf.io.tf_record_iterator(one))
+    sharded = [list(tf.io.tf_record_iterator(p)) for p in shards]
+    assert sorted(sum(sharded, [])) == sorted(single)
+    assert sharded[0][0] == single[0] and sharded[1][0] == single[1]  # round-robin, in order
+    assert report1['class_pixel_counts'] == report3['class_pixel_counts']
+
+
+def test_report_frequencies_and_weights_match_numpy(tmp_path):
+    root = str(tmp_path)
+    originals = write_camvid(root, 'train', 5)
+    report = convert(camvid_pairs(root, 'train'), str(tmp_path / 'r.record'))
+    labels = [np.where(l == 11, 255, l) for _, l in originals]
+    counts = np.array([sum((l == c).sum() for l in labels) for c in range(5)])
+    np.testing.assert_allclose(report['class_frequencies'], counts / counts.sum(), atol=1e-6)
+    image_totals = np.array([sum((l != 255).sum() for l in labels if (l == c).any())
+                             for c in range(5)])
+    freq = counts / image_totals
+    np.testing.assert_allclose(report['median_frequency_weights'], np.median(freq) / freq,
+                               atol=1e-4)
+
+
+def test_min_size_and_verify(tmp_path):
+    root = str(tmp_path)
+    write_camvid(root, 'val', 2)
+    out = str(tmp_path / 'v.record')
+    result = run_script('--dataset_format', 'camvid', '--data_dir', root, '--split', 'val',
+                        '--output_path', out, '--min_size', '32,32')
+    assert result.returncode == 1 and 'smaller than the minimum size' in result.stderr
+    result = run_script('--dataset_format', 'camvid', '--data_dir', root, '--split', 'val',
+                        '--output_path', out, '--num_workers', '2')
+    assert result.returncode == 0, result.stderr
+    check = run_script('--verify', '--output_path', out, '--config',
+                       os.path.join(ROOT, 'configs', 'camvid_fcn8s.yaml'))
+    assert check.returncode == 0 and 'Verified 2 records' in check.stdout
+    data = open(out, 'rb').read()
+    with open(out, 'wb') as f:
+        f.write(data[:len(data) // 2])
+    check = run_script('--verify', '--output_path', out, '--num_classes', '5')
+    assert check.returncode == 1 and 'truncated or corrupt' in check.stdout
+
+
+def test_list_and_folders_layouts_agree(tmp_path):
+    from utils.datasets import folder_pairs, list_pairs
+    root = str(tmp_path)
+    write_camvid(root, 'train', 3)
+    with open(os.path.join(root, 'pairs.txt'), 'w') as f:
+        for i in range(3):
+            f.write('train/f%03d.png trainannot/f%03d.png\n' % (i, i))
+    by_list = list_pairs(os.path.join(root, 'pairs.txt'))
+    by_folders = folder_pairs(os.path.join(root, 'train'), os.path.join(root, 'trainannot'))
+    assert by_list == by_folders
+    with open(os.path.join(root, 'bad.txt'), 'w') as f:
+        f.write('only_one_path.png\n')
+    with pytest.raises(ValueError, match='bad.txt line 1'):
+        list_pairs(os.path.join(root, 'bad.txt'))

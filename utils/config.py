@@ -29,6 +29,11 @@ class Config:
     class_names: typing.Tuple[str, ...] = ()
     class_colors: typing.Tuple[typing.Tuple[int, ...], ...] = ()
     void_label: int = IGNORE_LABEL  # value of void pixels in the dataset's label files on disk
+    # Conversion of on-disk labels to train ids (see utils/datasets.label_lookup_table).
+    label_map: typing.Dict[int, int] = dataclasses.field(default_factory=dict)  # id -> train id
+    label_map_default: int = IGNORE_LABEL  # train id of on-disk ids missing from label_map
+    label_offset: int = 0  # added to on-disk ids without a label_map (ADE20K: -1)
+    color_map: typing.Tuple[typing.Tuple[int, ...], ...] = ()  # [r, g, b, train id] per colour
     # Data and augmentation.
     dataset_train: str = ''
     dataset_val: str = ''
@@ -86,6 +91,10 @@ class Config:
         if self.num_eval_images < 0:
             raise ConfigError('num_eval_images must be >= 0 (0 = all), got %r'
                               % self.num_eval_images)
+        for entry in self.color_map:
+            if len(entry) != 4:
+                raise ConfigError('color_map entries must be [r, g, b, train_id], got %r'
+                                  % (list(entry),))
         if self.class_colors and len(self.class_colors) != self.num_classes:
             raise ConfigError('class_colors has %d entries but num_classes is %d'
                               % (len(self.class_colors), self.num_classes))
@@ -105,6 +114,8 @@ def _plain(value):
     """Tuples to lists, recursively, so that YAML stays readable."""
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     return value
 
 
@@ -115,6 +126,17 @@ _HINTS = typing.get_type_hints(Config)
 def _coerce(name, value, hint, from_string):
     """Converts `value` to the type `hint`; strings from flags are parsed, YAML values checked."""
     origin = typing.get_origin(hint)
+    if origin is dict:
+        key_hint, value_hint = typing.get_args(hint)
+        if from_string:  # "7:0,8:1"
+            try:
+                value = dict(item.split(':') for item in value.split(',') if item.strip())
+            except ValueError:
+                raise ConfigError('%s must be KEY:VALUE,KEY:VALUE, got %r' % (name, value)) from None
+        if not isinstance(value, dict):
+            raise ConfigError('%s must be a mapping, got %r' % (name, value))
+        return {_coerce(name, k, key_hint, from_string): _coerce(name, v, value_hint, from_string)
+                for k, v in value.items()}
     if origin is tuple:
         item_hint = typing.get_args(hint)[0]
         if from_string:

@@ -1,9 +1,13 @@
-"""Image/label pairs -> one TFRecord file, with validation and a report.
+"""Image/label pairs -> TFRecord file(s), with validation, parallel workers and a report.
 
-Usable pairs are written; a pair that cannot be used is skipped with its reason. The record file
-and its report are written under temporary names and renamed when complete.
+Usable pairs are written in input order; a pair that cannot be used is skipped with its reason.
+Record files and the report are written under temporary names and renamed only when the whole
+conversion succeeded, so an interrupted run never leaves a valid-looking partial output.
 """
+import collections
+import contextlib
 import json
+import multiprocessing
 import os
 import time
 
@@ -12,16 +16,28 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from utils.config import IGNORE_LABEL
-from utils.datasets import PairError, read_index_label, remap_and_check_label
+from utils.datasets import PairError, label_lookup_table, read_label, remap_and_check_label
 from utils.fileio import atomic_path, atomic_write_text
-from utils.tfrecord import make_example
+from utils.tfrecord import (KEY_ENCODED, KEY_FILENAME, KEY_HEIGHT, KEY_LABEL, KEY_LABEL_FORMAT,
+                            KEY_WIDTH, make_example)
 
 REPORT_SUFFIX = '.report.json'
 _PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 _JPEG_MAGIC = b'\xff\xd8\xff'
 
+# What a conversion needs to know about the dataset's labels (picklable, for the workers).
+LabelSpec = collections.namedtuple('LabelSpec', 'num_classes table color_map min_size')
 
-def encode_pair(image_path, label_path, num_classes, void_label):
+
+def make_label_spec(num_classes, void_label=IGNORE_LABEL, label_map=None, label_map_default=None,
+                    label_offset=0, color_map=(), min_size=None):
+    """LabelSpec from the dataset's conventions (see utils.datasets.label_lookup_table)."""
+    table = label_lookup_table(void_label, IGNORE_LABEL, label_map, label_map_default,
+                               label_offset)
+    return LabelSpec(num_classes, table, tuple(tuple(c) for c in color_map), min_size)
+
+
+def encode_pair(image_path, label_path, spec):
     """Reads, checks and encodes one pair. Returns (serialized Example, label uint8 [h, w]).
 
     Raises PairError with the reason when the pair cannot be used.
@@ -43,11 +59,14 @@ def encode_pair(image_path, label_path, num_classes, void_label):
     else:  # BMP, TIFF, ...: store as PNG, which the reader decodes.
         image_format, encoded = 'png', cv2.imencode('.png', image)[1].tobytes()
     height, width = image.shape[:2]
-    label = read_index_label(label_path)
+    if spec.min_size and (height < spec.min_size[0] or width < spec.min_size[1]):
+        raise PairError('image %s is %dx%d, smaller than the minimum size %dx%d (height x width)'
+                        % (image_path, height, width, spec.min_size[0], spec.min_size[1]))
+    label = read_label(label_path, spec.color_map)
     if label.shape != (height, width):
         raise PairError('size mismatch: image %s is %dx%d but label %s is %dx%d (width x height)'
                         % (image_path, width, height, label_path, label.shape[1], label.shape[0]))
-    label = remap_and_check_label(label, num_classes, void_label, IGNORE_LABEL, label_path)
+    label = remap_and_check_label(label, spec.table, spec.num_classes, IGNORE_LABEL, label_path)
     ok, label_png = cv2.imencode('.png', label)
     if not ok:
         raise PairError('cannot encode label %s as PNG' % label_path)
@@ -56,58 +75,147 @@ def encode_pair(image_path, label_path, num_classes, void_label):
     return example.SerializeToString(), label
 
 
-def convert_pairs(pairs, output_path, num_classes, void_label, strict=False, log=print):
-    """Writes every usable pair of `pairs` to `output_path`; returns the report dict.
+def _encode_task(args):
+    """Worker: (serialized, class pixel counts [n+1], shape) or (None, reason, None)."""
+    image_path, label_path, spec = args
+    try:
+        serialized, label = encode_pair(image_path, label_path, spec)
+    except PairError as e:
+        return None, str(e), None
+    counts = np.bincount(label.ravel(), minlength=256)
+    return serialized, np.append(counts[:spec.num_classes], counts[IGNORE_LABEL]), label.shape
 
-    With `strict`, any unusable pair fails the conversion and nothing is written.
+
+def shard_paths(output_path, num_shards):
+    """`output_path` itself for one shard, else PATH-00000-of-0000N, ..."""
+    if num_shards == 1:
+        return [output_path]
+    return ['%s-%05d-of-%05d' % (output_path, i, num_shards) for i in range(num_shards)]
+
+
+def median_frequency_weights(class_pixels, image_pixels):
+    """SegNet's median-frequency balancing: freq(c) = pixels of c / pixels of the images holding
+    c; weight(c) = median(freq) / freq(c). Classes never seen get weight 0."""
+    class_pixels = np.asarray(class_pixels, np.float64)
+    image_pixels = np.asarray(image_pixels, np.float64)
+    seen = (class_pixels > 0) & (image_pixels > 0)
+    freq = np.zeros_like(class_pixels)
+    freq[seen] = class_pixels[seen] / image_pixels[seen]
+    weights = np.zeros_like(freq)
+    if seen.any():
+        weights[seen] = np.median(freq[seen]) / freq[seen]
+    return weights
+
+
+@contextlib.contextmanager
+def _task_results(tasks, num_workers):
+    """Ordered results of _encode_task, computed by `num_workers` processes."""
+    if num_workers <= 1:
+        yield map(_encode_task, tasks)
+        return
+    with multiprocessing.get_context('fork').Pool(num_workers) as pool:
+        yield pool.imap(_encode_task, tasks, chunksize=4)
+
+
+def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=False,
+                  log=print, progress=None):
+    """Writes every usable pair of `pairs` to `output_path` (or its shards); returns the report.
 
     The report (also saved as OUTPUT_PATH.report.json) counts written and skipped pairs, lists
-    each skipped pair with its reason, and holds per-class pixel counts.
+    each skipped pair with its reason, the size range, per-class pixel counts and frequencies,
+    and median-frequency class weights. With `strict`, any unusable pair fails the conversion
+    and nothing is written. `progress`, if given, wraps the result iterator (e.g. tqdm).
     """
     start = time.time()
+    n = spec.num_classes
     skipped = []
-    class_pixels = np.zeros(num_classes + 1, np.int64)  # last bin: ignored pixels
-    written = 0
+    class_pixels = np.zeros(n + 1, np.int64)  # last bin: ignored pixels
+    image_pixels = np.zeros(n, np.int64)  # labelled pixels of the images where a class occurs
     sizes = []
-    with atomic_path(output_path) as tmp_path:
-        with tf.io.TFRecordWriter(tmp_path) as writer:
-            for index, (image_path, label_path) in enumerate(pairs):
-                try:
-                    serialized, label = encode_pair(image_path, label_path, num_classes,
-                                                    void_label)
-                except PairError as e:
-                    skipped.append({'image': image_path, 'label': label_path, 'reason': str(e)})
-                    log('skipped: %s' % e)
-                    continue
-                writer.write(serialized)
-                written += 1
-                sizes.append(label.shape)
-                counts = np.bincount(label.ravel(), minlength=256)
-                class_pixels[:num_classes] += counts[:num_classes]
-                class_pixels[num_classes] += counts[IGNORE_LABEL]
-                if (index + 1) % 100 == 0:
-                    log('%d/%d pairs read' % (index + 1, len(pairs)))
+    paths = shard_paths(output_path, num_shards)
+    with contextlib.ExitStack() as stack:
+        tmp_paths = [stack.enter_context(atomic_path(p)) for p in paths]
+        tasks = [(image, label, spec) for image, label in pairs]
+        results = stack.enter_context(_task_results(tasks, num_workers))
+        writers = [stack.enter_context(tf.io.TFRecordWriter(p)) for p in tmp_paths]
+        if progress:
+            results = progress(results, total=len(tasks))
+        for (image_path, label_path), (serialized, info, shape) in zip(pairs, results):
+            if serialized is None:
+                skipped.append({'image': image_path, 'label': label_path, 'reason': info})
+                log('skipped: %s' % info)
+                continue
+            writers[len(sizes) % num_shards].write(serialized)
+            sizes.append(shape)
+            class_pixels += info
+            image_pixels[info[:n] > 0] += info[:n].sum()
+        for writer in writers:
+            writer.close()
+        reasons = ''.join('\n  ' + item['reason'] for item in skipped[:5])
         if strict and skipped:
-            raise RuntimeError('%d of %d pairs are unusable (--strict); nothing written to %s'
-                               % (len(skipped), len(pairs), output_path))
-        if written == 0:
-            raise RuntimeError('no usable image/label pair among %d; nothing written to %s'
-                               % (len(pairs), output_path))
+            raise RuntimeError('%d of %d pairs are unusable (--strict); nothing written to %s:%s'
+                               % (len(skipped), len(pairs), output_path, reasons))
+        if not sizes:
+            raise RuntimeError('no usable image/label pair among %d; nothing written to %s:%s'
+                               % (len(pairs), output_path, reasons))
     seconds = time.time() - start
+    labelled = class_pixels[:n].sum()
     report = {
-        'output_path': output_path,
+        'output_paths': paths,
         'pairs_found': len(pairs),
-        'pairs_written': written,
+        'pairs_written': len(sizes),
         'pairs_skipped': len(skipped),
         'skipped': skipped,
-        'num_classes': num_classes,
+        'num_classes': n,
         'ignore_label': IGNORE_LABEL,
         'min_size': [int(min(s[0] for s in sizes)), int(min(s[1] for s in sizes))],
         'max_size': [int(max(s[0] for s in sizes)), int(max(s[1] for s in sizes))],
-        'class_pixel_counts': class_pixels[:num_classes].tolist(),
-        'ignored_pixel_count': int(class_pixels[num_classes]),
+        'class_pixel_counts': class_pixels[:n].tolist(),
+        'class_frequencies': (class_pixels[:n] / max(labelled, 1)).round(6).tolist(),
+        'ignored_pixel_count': int(class_pixels[n]),
+        'median_frequency_weights': median_frequency_weights(class_pixels[:n],
+                                                             image_pixels).round(4).tolist(),
         'seconds': round(seconds, 2),
-        'images_per_second': round(written / max(seconds, 1e-9), 2),
+        'images_per_second': round(len(pairs) / max(seconds, 1e-9), 2),
     }
     atomic_write_text(output_path + REPORT_SUFFIX, json.dumps(report, indent=2))
     return report
+
+
+def verify_records(paths, num_classes):
+    """Reads records back: each must decode, sizes must agree, labels must be classes or void.
+
+    Returns {'records': count, 'errors': [messages], 'class_pixel_counts': [...]}.
+    """
+    count, errors = 0, []
+    class_pixels = np.zeros(num_classes, np.int64)
+    for path in paths:
+        try:
+            for index, record in enumerate(tf.io.tf_record_iterator(path)):
+                count += 1
+                feature = tf.train.Example.FromString(record).features.feature
+                name = '%s record %d (%s)' % (path, index,
+                                              feature[KEY_FILENAME].bytes_list.value[0].decode())
+                height = feature[KEY_HEIGHT].int64_list.value[0]
+                width = feature[KEY_WIDTH].int64_list.value[0]
+                image = cv2.imdecode(np.frombuffer(feature[KEY_ENCODED].bytes_list.value[0],
+                                                   np.uint8), cv2.IMREAD_COLOR)
+                raw_label = feature[KEY_LABEL].bytes_list.value[0]
+                if feature[KEY_LABEL_FORMAT].bytes_list.value:
+                    label = cv2.imdecode(np.frombuffer(raw_label, np.uint8),
+                                         cv2.IMREAD_UNCHANGED)
+                else:
+                    label = np.frombuffer(raw_label, np.uint8).reshape(height, width)
+                if image is None or label is None:
+                    errors.append('%s: image or label does not decode' % name)
+                elif image.shape[:2] != (height, width) or label.shape != (height, width):
+                    errors.append('%s: sizes disagree with image/height, image/width' % name)
+                else:
+                    bad = (label >= num_classes) & (label != IGNORE_LABEL)
+                    if bad.any():
+                        errors.append('%s: label values %s out of range'
+                                      % (name, np.unique(label[bad])[:10].tolist()))
+                    class_pixels += np.bincount(label.ravel(), minlength=256)[:num_classes]
+        except tf.errors.DataLossError as e:
+            errors.append('%s is truncated or corrupt: %s' % (path, e.message))
+    return {'records': count, 'errors': errors, 'class_pixel_counts': class_pixels.tolist()}

@@ -10,12 +10,15 @@ from PIL import Image
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.tif', '.tiff')
 
-# The config shipped for each layout: its num_classes and void_label apply when --config is absent.
+# The config shipped for each layout: its classes and label conventions apply without --config.
 DEFAULT_CONFIGS = {
     'camvid': 'configs/camvid_fcn8s.yaml',
     'voc': 'configs/voc_fcn8s.yaml',
+    'cityscapes': 'configs/cityscapes_fcn8s.yaml',
+    'kitti_road': 'configs/kitti_road_fcn8s.yaml',
+    'ade20k': 'configs/ade20k_fcn8s.yaml',
 }
-FORMATS = ('camvid', 'voc', 'folders', 'list')
+FORMATS = ('camvid', 'voc', 'folders', 'list', 'cityscapes', 'kitti_road', 'ade20k')
 
 
 class PairError(Exception):
@@ -66,30 +69,95 @@ def camvid_pairs(data_dir, split):
 
 
 def voc_pairs(data_dir, split):
-    """PASCAL VOC2012: ImageSets/Segmentation/SPLIT.txt names JPEGImages/*.jpg, SegmentationClass/*.png."""
+    """PASCAL VOC2012: ImageSets/Segmentation/SPLIT.txt names JPEGImages/*.jpg, and labels in
+    SegmentationClass/*.png or, for the SBD-augmented sets (e.g. split `trainaug`),
+    SegmentationClassAug/*.png."""
     list_file = os.path.join(data_dir, 'ImageSets', 'Segmentation', split + '.txt')
     if not os.path.isfile(list_file):
         raise FileNotFoundError('%s does not exist; --data_dir must be the VOC2012 folder (holding '
                                 'JPEGImages/, SegmentationClass/, ImageSets/)' % list_file)
     with open(list_file) as f:
         names = [line.split()[0] for line in f if line.strip()]
-    return [(os.path.join(data_dir, 'JPEGImages', n + '.jpg'),
-             os.path.join(data_dir, 'SegmentationClass', n + '.png')) for n in names]
+    pairs = []
+    for name in names:
+        label = os.path.join(data_dir, 'SegmentationClass', name + '.png')
+        augmented = os.path.join(data_dir, 'SegmentationClassAug', name + '.png')
+        if not os.path.exists(label) and os.path.exists(augmented):
+            label = augmented
+        pairs.append((os.path.join(data_dir, 'JPEGImages', name + '.jpg'), label))
+    return pairs
+
+
+def cityscapes_pairs(data_dir, split):
+    """Cityscapes: leftImg8bit/SPLIT/CITY/X_leftImg8bit.png with gtFine/SPLIT/CITY/X_gtFine_labelIds.png."""
+    image_root = os.path.join(data_dir, 'leftImg8bit', split)
+    if not os.path.isdir(image_root):
+        raise FileNotFoundError('folder %s does not exist; --data_dir must hold leftImg8bit/ and '
+                                'gtFine/' % image_root)
+    pairs = []
+    for city in sorted(os.listdir(image_root)):
+        for path in _images_in(os.path.join(image_root, city)):
+            stem = os.path.basename(path).replace('_leftImg8bit.png', '')
+            pairs.append((path, os.path.join(data_dir, 'gtFine', split, city,
+                                             stem + '_gtFine_labelIds.png')))
+    return pairs
+
+
+def kitti_road_pairs(data_dir, split):
+    """KITTI road: SPLIT/image_2/um_000000.png with SPLIT/gt_image_2/um_road_000000.png."""
+    pairs = []
+    for path in _images_in(os.path.join(data_dir, split, 'image_2')):
+        category, number = os.path.basename(path).rsplit('_', 1)
+        pairs.append((path, os.path.join(data_dir, split, 'gt_image_2',
+                                         '%s_road_%s' % (category, number))))
+    return pairs
+
+
+def ade20k_pairs(data_dir, split):
+    """ADE20K / MIT Scene Parsing: images/SPLIT/*.jpg with annotations/SPLIT/*.png."""
+    return folder_pairs(os.path.join(data_dir, 'images', split),
+                        os.path.join(data_dir, 'annotations', split))
 
 
 def find_pairs(dataset_format, data_dir=None, split=None, image_dir=None, label_dir=None,
                list_file=None):
     """The (image_path, label_path) pairs of one split, in a deterministic order."""
-    if dataset_format == 'camvid':
-        return camvid_pairs(data_dir, split)
-    if dataset_format == 'voc':
-        return voc_pairs(data_dir, split)
+    by_split = {'camvid': camvid_pairs, 'voc': voc_pairs, 'cityscapes': cityscapes_pairs,
+                'kitti_road': kitti_road_pairs, 'ade20k': ade20k_pairs}
+    if dataset_format in by_split:
+        return by_split[dataset_format](data_dir, split)
     if dataset_format == 'folders':
         return folder_pairs(image_dir, label_dir)
     if dataset_format == 'list':
         return list_pairs(list_file, data_dir)
     raise ValueError('unknown dataset format %r; choose one of %s'
                      % (dataset_format, ', '.join(FORMATS)))
+
+
+def read_label(path, color_map=()):
+    """Reads a label file: class indices, or colours looked up in `color_map` when given."""
+    if not color_map:
+        return read_index_label(path)
+    return read_color_label(path, color_map)
+
+
+def read_color_label(path, color_map):
+    """Colour-coded label -> uint8 [h, w] ids via [r, g, b, id] entries; an unknown colour is an
+    error naming the file and the colour."""
+    try:
+        with Image.open(path) as im:
+            rgb = np.array(im.convert('RGB'))
+    except (OSError, SyntaxError, ValueError) as e:
+        raise PairError('cannot read label %s (%s)' % (path, e)) from None
+    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    table = {(r << 16) | (g << 8) | b: train_id for r, g, b, train_id in color_map}
+    unique, inverse = np.unique(codes, return_inverse=True)
+    unknown = [u for u in unique if int(u) not in table]
+    if unknown:
+        u = int(unknown[0])
+        raise PairError('label %s has colour (%d, %d, %d), which is not in the color_map of the '
+                        'config' % (path, u >> 16, (u >> 8) & 255, u & 255))
+    return np.array([table[int(u)] for u in unique], np.uint8)[inverse].reshape(codes.shape)
 
 
 def read_index_label(path):
@@ -116,14 +184,32 @@ def read_index_label(path):
     return label
 
 
-def remap_and_check_label(label, num_classes, void_label, ignore_label, path):
-    """Maps the dataset's void value to `ignore_label` and checks every value is a class or void."""
-    label = label.copy()
-    label[label == void_label] = ignore_label
-    bad = (label >= num_classes) & (label != ignore_label)
+def label_lookup_table(void_label, ignore_label, label_map=None, label_map_default=None,
+                       label_offset=0):
+    """int [256] table from on-disk label values to train ids.
+
+    With `label_map` (e.g. Cityscapes ids -> train ids) listed ids map as given and others to
+    `label_map_default`; without it, values are shifted by `label_offset` (ADE20K: -1). The
+    dataset's `void_label` always maps to `ignore_label`.
+    """
+    values = np.arange(256)
+    if label_map:
+        table = np.full(256, ignore_label if label_map_default is None else label_map_default)
+        for source, target in label_map.items():
+            table[source] = target
+    else:
+        table = values + label_offset
+    table[void_label] = ignore_label
+    return table
+
+
+def remap_and_check_label(label, table, num_classes, ignore_label, path):
+    """Applies the lookup table and checks every value became a class id or `ignore_label`."""
+    mapped = table[label]
+    bad = ((mapped < 0) | (mapped >= num_classes)) & (mapped != ignore_label)
     if bad.any():
         values = np.unique(label[bad])
-        raise PairError('label %s has values %s outside 0..%d (void %d); check num_classes and '
-                        'void_label in the config' % (path, values[:10].tolist(), num_classes - 1,
-                                                      void_label))
-    return label
+        raise PairError('label %s has values %s outside the classes 0..%d and void; check '
+                        'num_classes, void_label and label_map in the config'
+                        % (path, values[:10].tolist(), num_classes - 1))
+    return mapped.astype(np.uint8)
