@@ -11,6 +11,7 @@ import typing
 
 import yaml
 
+from utils import crf as crf_defaults
 from utils.fileio import atomic_write_text
 
 CONFIG_FILENAME = 'config.yaml'
@@ -54,6 +55,7 @@ class Config:
     learning_rate: float = 1e-4
     momentum: float = 0.9
     class_weights: typing.Tuple[float, ...] = ()  # empty: every class weighs 1
+    class_weights_report: str = ''  # converter report whose median_frequency_weights to use
     seed: int = 0
     # Initialisation and checkpoints.
     checkpoint_path: str = ''
@@ -67,6 +69,11 @@ class Config:
     num_eval_images: int = 0  # images scored and drawn at each validation; 0 = all
     crf: bool = True
     crf_iterations: int = 5
+    crf_bilateral_compat: float = crf_defaults.BILATERAL_COMPAT  # w1
+    crf_bilateral_sxy: float = crf_defaults.BILATERAL_SXY  # theta_alpha
+    crf_bilateral_srgb: float = crf_defaults.BILATERAL_SRGB  # theta_beta
+    crf_gaussian_compat: float = crf_defaults.GAUSSIAN_COMPAT  # w2
+    crf_gaussian_sxy: float = crf_defaults.GAUSSIAN_SXY  # theta_gamma
     overlay_alpha: float = 0.5
 
     def validate(self):
@@ -105,6 +112,15 @@ class Config:
             raise ConfigError('class_weights has %d entries but num_classes is %d'
                               % (len(self.class_weights), self.num_classes))
         return self
+
+    def crf_params(self):
+        """Keyword arguments of utils.crf.dense_crf."""
+        return {'iterations': self.crf_iterations,
+                'bilateral_compat': self.crf_bilateral_compat,
+                'bilateral_sxy': self.crf_bilateral_sxy,
+                'bilateral_srgb': self.crf_bilateral_srgb,
+                'gaussian_compat': self.crf_gaussian_compat,
+                'gaussian_sxy': self.crf_gaussian_sxy}
 
     def to_dict(self):
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}

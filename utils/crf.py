@@ -11,21 +11,25 @@ BILATERAL_SRGB = 13
 BILATERAL_COMPAT = 10
 
 
-def dense_crf(image, probabilities, iterations=5):
+def dense_crf(image, probabilities, iterations=5, bilateral_compat=BILATERAL_COMPAT,
+              bilateral_sxy=BILATERAL_SXY, bilateral_srgb=BILATERAL_SRGB,
+              gaussian_compat=GAUSSIAN_COMPAT, gaussian_sxy=GAUSSIAN_SXY):
     """Refines per-pixel class probabilities with a fully connected CRF.
 
     Args:
       image: uint8 [h, w, 3] RGB; probabilities: float [h, w, num_classes] (softmax).
+      bilateral_*: appearance kernel weight (w1) and widths (theta_alpha, theta_beta);
+      gaussian_*: smoothness kernel weight (w2) and width (theta_gamma).
     Returns:
-      uint8/int64 [h, w] class map (argmax of the CRF marginals).
+      int64 [h, w] class map (argmax of the CRF marginals).
     """
     height, width, num_classes = probabilities.shape
     crf = dcrf.DenseCRF2D(width, height, num_classes)
     probs = np.ascontiguousarray(probabilities.transpose(2, 0, 1), dtype=np.float32)
     crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs)))
-    crf.addPairwiseGaussian(sxy=GAUSSIAN_SXY, compat=GAUSSIAN_COMPAT)
-    crf.addPairwiseBilateral(sxy=BILATERAL_SXY, srgb=BILATERAL_SRGB,
+    crf.addPairwiseGaussian(sxy=gaussian_sxy, compat=gaussian_compat)
+    crf.addPairwiseBilateral(sxy=bilateral_sxy, srgb=bilateral_srgb,
                              rgbim=np.ascontiguousarray(image, dtype=np.uint8),
-                             compat=BILATERAL_COMPAT)
+                             compat=bilateral_compat)
     marginals = np.array(crf.inference(iterations)).reshape(num_classes, height, width)
     return marginals.argmax(axis=0)

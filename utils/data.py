@@ -4,7 +4,7 @@ Records are streamed (never loaded whole), decoded in parallel and prefetched.
 """
 import tensorflow.compat.v1 as tf
 
-from utils.preprocessing import preprocess_for_eval, preprocess_for_train
+from utils.preprocessing import preprocess_for_train
 from utils.tfrecord import parse_example, resolve_record_paths
 
 AUTOTUNE = tf.data.experimental.AUTOTUNE
@@ -34,8 +34,8 @@ def train_dataset(record_spec, crop_size, batch_size, min_scale=1.0, max_scale=1
 def eval_dataset(record_spec, num_images=0):
     """One pass, one full-size image at a time (sizes may differ between images).
 
-    Yields dicts: 'image' uint8 [1, h, w, 3], 'inputs' float32 [1, h, w, 3] (mean-subtracted),
-    'label' int32 [1, h, w], 'filename' string [1]. `num_images` > 0 stops after that many.
+    Yields dicts: 'image' uint8 [1, h, w, 3], 'label' int32 [1, h, w], 'filename' string [1].
+    `num_images` > 0 stops after that many.
     """
     paths = resolve_record_paths(record_spec)
     dataset = tf.data.TFRecordDataset(paths)
@@ -44,7 +44,6 @@ def eval_dataset(record_spec, num_images=0):
 
     def _parse(serialized):
         example = parse_example(serialized)
-        return {'image': example['image'], 'inputs': preprocess_for_eval(example['image']),
-                'label': tf.cast(example['label'], tf.int32), 'filename': example['filename']}
+        return {'image': example['image'], 'label': tf.cast(example['label'], tf.int32), 'filename': example['filename']}
 
     return dataset.map(_parse, num_parallel_calls=AUTOTUNE).batch(1).prefetch(2)

@@ -57,8 +57,3 @@ def preprocess_for_train(image, label, crop_size, min_scale=1.0, max_scale=1.0, 
     if flip:
         image, label = random_flip(image, label, seed)
     return image, label
-
-
-def preprocess_for_eval(image):
-    """uint8 image [h, w, 3] -> float32 mean-subtracted, same size (no crop at evaluation)."""
-    return subtract_mean(image)

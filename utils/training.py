@@ -19,9 +19,9 @@ from utils.checkpoints import make_init_fn
 from utils.config import CONFIG_FILENAME, ConfigError, load_yaml, save_config
 from utils.data import train_dataset
 from utils.evaluation import build_eval_graph, run_validation
+from utils.inference import TRAIN_SUBDIR, session_config
 from utils.losses import softmax_cross_entropy_ignore
 
-TRAIN_SUBDIR = 'train'
 EVAL_SUBDIR = 'eval'
 CHECKPOINT_BASENAME = 'model.ckpt'
 METRICS_FILENAME = 'metrics.jsonl'
@@ -46,17 +46,27 @@ def check_output_dir(config):
                           '--output_dir' % (config.output_dir, '; '.join(changed)))
 
 
+def class_weights(config):
+    """The configured class weights, or those of a converter report (median frequency)."""
+    if not config.class_weights_report:
+        return config.class_weights
+    try:
+        with open(config.class_weights_report) as f:
+            weights = json.load(f)['median_frequency_weights']
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError('cannot read median_frequency_weights from class_weights_report %s '
+                          '(%s); give a .report.json written by convert_fcn_dataset.py'
+                          % (config.class_weights_report, e)) from None
+    if len(weights) != config.num_classes:
+        raise ConfigError('class_weights_report %s has %d weights for %d classes'
+                          % (config.class_weights_report, len(weights), config.num_classes))
+    return tuple(weights)
+
+
 def build_optimizer(config):
     if config.optimizer == 'momentum':
         return tf.train.MomentumOptimizer(config.learning_rate, config.momentum)
     return tf.train.AdamOptimizer(config.learning_rate)
-
-
-def session_config():
-    """No device is pinned: ops go to a GPU (cuDNN) when there is one, else to the CPU."""
-    proto = tf.ConfigProto(allow_soft_placement=True)
-    proto.gpu_options.allow_growth = True
-    return proto
 
 
 def format_scores(result):
@@ -98,8 +108,10 @@ def train(config, log=print):
         logits, _ = build_network(images, config.num_classes, True, config.model,
                                   config.weight_decay, fc_depth=config.fc_depth,
                                   dropout_keep_prob=config.dropout_keep_prob)
-        loss = softmax_cross_entropy_ignore(logits, labels, config.num_classes,
-                                            config.class_weights)
+        weights = class_weights(config)
+        if weights:
+            log('Class weights: %s' % ', '.join('%.3f' % w for w in weights))
+        loss = softmax_cross_entropy_ignore(logits, labels, config.num_classes, weights)
         total_loss = loss + tf.losses.get_regularization_loss()
         # 3. Optimiser.
         global_step = tf.train.get_or_create_global_step()
@@ -107,7 +119,7 @@ def train(config, log=print):
         with tf.control_dependencies([train_op]):
             next_step = global_step.read_value()  # the step count after this update
         # 4. Validation graph sharing the weights.
-        eval_graph = (build_eval_graph(config, config.dataset_val, reuse=True)
+        eval_graph = (build_eval_graph(config, config.dataset_val, config.num_eval_images)
                       if config.dataset_val else None)
         saver = tf.train.Saver(max_to_keep=config.keep_checkpoints)
         model_variables = tf.model_variables()
