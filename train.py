@@ -9,16 +9,14 @@ Every config key can be given as a flag (flags override the YAML). A rerun with 
 --output_dir resumes from its latest checkpoint.
 """
 import argparse
-import logging
 import os
 import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-import tensorflow.compat.v1 as tf  # noqa: E402
-
 from utils.checkpoints import CheckpointError  # noqa: E402
 from utils.config import ConfigError, add_config_flags, overrides_from_args, resolve_config  # noqa: E402
+from utils.runtime import make_logger, setup_tensorflow  # noqa: E402
 from utils.training import TrainingError, format_scores, train  # noqa: E402
 
 
@@ -31,10 +29,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s', stream=sys.stdout)
-    log = logging.getLogger('train').info
-    tf.disable_eager_execution()
-    tf.logging.set_verbosity(tf.logging.ERROR)
+    log = make_logger('train')
+    setup_tensorflow()
     try:
         config = resolve_config(args.config, overrides_from_args(args))
         log('Config: %s' % config.to_dict())

@@ -52,3 +52,17 @@ def demo_records(tmp_path_factory):
 def require(path, what):
     if not os.path.exists(path) and not os.path.exists(path + '.index'):
         pytest.skip('%s not found at %s (shared data absent)' % (what, path))
+
+
+@pytest.fixture(scope='session')
+def trained_run(demo_records, tmp_path_factory):
+    """A tiny FCN-8s run (a few steps on the demo records): its output dir."""
+    from utils.config import resolve_config
+    from utils.training import train
+    out = str(tmp_path_factory.mktemp('run') / 'run')
+    overrides = {'dataset_train': demo_records[0], 'output_dir': out, 'max_steps': '3',
+                 'fc_depth': '16', 'crop_size': '64,64', 'batch_size': '2'}
+    with tf.Graph().as_default():
+        train(resolve_config(os.path.join(ROOT, 'configs', 'demo.yaml'), overrides),
+              log=lambda *_: None)
+    return out

@@ -8,7 +8,7 @@ import tensorflow.compat.v1 as tf
 
 from utils.crf import dense_crf
 from utils.data import eval_dataset
-from utils.inference import build_probabilities
+from utils.inference import build_probabilities, session_config
 from utils.metrics import confusion_matrix, scores
 from utils.tfrecord import count_records, resolve_record_paths
 from utils.visualization import make_palette, write_sample_jpegs
@@ -78,3 +78,89 @@ def run_validation(session, graph, config, step, draw_dir=None, log=print):
     result['num_images'] = graph['num_images']
     result['jpegs'] = jpegs
     return result
+
+
+def image_scores(label, prediction, num_classes):
+    """Pixel accuracy and mean IoU of one image."""
+    result = scores(confusion_matrix(label, prediction, num_classes))
+    return result['pixel_accuracy'], result['mean_iou']
+
+
+def restore_model(session, checkpoint):
+    """Restores the model variables of the default graph from `checkpoint`."""
+    tf.train.Saver(tf.model_variables()).restore(session, checkpoint)
+
+
+def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=False,
+             worst=0, on_image=None):
+    """Streams a checkpoint over a record set at the images' own sizes.
+
+    Returns (scores dict with 'crf' when config.crf, per-image rows, drawn samples). Per-image
+    rows are dicts: filename, pixel_accuracy, mean_iou (and crf_mean_iou). With `worst` > 0,
+    the samples (image, label, prediction, crf_prediction, filename) of the `worst` images by
+    mean IoU are returned for drawing; with worst < 0 every image is passed to `on_image` as it
+    comes (that is, all are drawn) and none is kept.
+    """
+    n = config.num_classes
+    hist = np.zeros((n, n), np.int64)
+    crf_hist = np.zeros_like(hist)
+    rows, kept = [], []
+    with tf.Graph().as_default():
+        graph = build_eval_graph(config, record_spec, num_images, scales, flip)
+        with tf.Session(config=session_config()) as session:
+            restore_model(session, checkpoint)
+            for image, label, probs, filename in iterate_eval(session, graph):
+                prediction, crf_prediction = crf_predictions(image, probs, config)
+                hist += confusion_matrix(label, prediction, n)
+                accuracy, miou = image_scores(label, prediction, n)
+                row = {'filename': filename, 'pixel_accuracy': accuracy, 'mean_iou': miou}
+                if crf_prediction is not None:
+                    crf_hist += confusion_matrix(label, crf_prediction, n)
+                    row['crf_mean_iou'] = image_scores(label, crf_prediction, n)[1]
+                rows.append(row)
+                sample = (image, label, prediction, crf_prediction, filename)
+                if on_image:
+                    on_image(sample)
+                if worst > 0:
+                    kept = sorted(kept + [(miou, len(rows), sample)], key=lambda k: k[:2])[:worst]
+    result = dict(scores(hist), confusion=hist.tolist())
+    if config.crf:
+        result['crf'] = dict(scores(crf_hist), confusion=crf_hist.tolist())
+    result['num_images'] = len(rows)
+    return result, rows, [k[2] for k in kept]
+
+
+def collect_probabilities(config, checkpoint, record_spec, num_images):
+    """[(image, label, probabilities)] of the first `num_images` records (for CRF search)."""
+    with tf.Graph().as_default():
+        graph = build_eval_graph(config, record_spec, num_images)
+        with tf.Session(config=session_config()) as session:
+            restore_model(session, checkpoint)
+            return [(image, label, probs) for image, label, probs, _ in
+                    iterate_eval(session, graph)]
+
+
+def crf_search(samples, num_classes, iterations, compats, sxys, srgbs):
+    """Grid search of the bilateral kernel (weight w1, widths theta_alpha, theta_beta).
+
+    Returns {'no_crf_mean_iou', 'results': [{compat, sxy, srgb, mean_iou}], 'best': {...},
+    'gain'} where gain is the best mIoU minus the mIoU without CRF.
+    """
+    base = np.zeros((num_classes, num_classes), np.int64)
+    for _, label, probs in samples:
+        base += confusion_matrix(label, probs.argmax(-1), num_classes)
+    results = []
+    for compat in compats:
+        for sxy in sxys:
+            for srgb in srgbs:
+                hist = np.zeros_like(base)
+                for image, label, probs in samples:
+                    refined = dense_crf(image, probs, iterations, bilateral_compat=compat,
+                                        bilateral_sxy=sxy, bilateral_srgb=srgb)
+                    hist += confusion_matrix(label, refined, num_classes)
+                results.append({'compat': compat, 'sxy': sxy, 'srgb': srgb,
+                                'mean_iou': scores(hist)['mean_iou']})
+    best = max(results, key=lambda r: r['mean_iou'])
+    no_crf = scores(base)['mean_iou']
+    return {'no_crf_mean_iou': no_crf, 'results': results, 'best': best,
+            'gain': best['mean_iou'] - no_crf}

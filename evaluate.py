@@ -1,0 +1,116 @@
+"""Evaluates a training run's checkpoint on a whole TFRecord split at the images' own sizes.
+
+    python evaluate.py --run_dir runs/camvid --dataset camvid_val.record --output_dir eval_out --crf
+    python evaluate.py --run_dir runs/camvid --dataset val.record --output_dir out \
+        --scales 0.75,1,1.25 --flip --draw worst --num_draw 10
+    python evaluate.py --run_dir runs/camvid --dataset val.record --output_dir out --crf_search 20
+
+Writes metrics.json, confusion.csv, confusion.png, per_class.md, per_image.csv and, per drawn
+image, the five JPEGs (image, annotation, prediction, CRF prediction, overlay) under images/.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from utils.checkpoints import CheckpointError  # noqa: E402
+from utils.config import ConfigError  # noqa: E402
+from utils.evaluation import collect_probabilities, crf_search, evaluate  # noqa: E402
+from utils.fileio import atomic_write_text  # noqa: E402
+from utils.inference import load_run  # noqa: E402
+from utils.runtime import setup_tensorflow  # noqa: E402
+from utils.reports import (class_names_of, per_class_markdown, write_confusion_csv,  # noqa: E402
+                           write_confusion_png, write_metrics_json, write_per_image_csv)
+from utils.visualization import make_palette, write_sample_jpegs  # noqa: E402
+
+
+def floats(text):
+    return tuple(float(v) for v in text.split(',') if v.strip())
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--run_dir', required=True, help='a training --output_dir')
+    p.add_argument('--checkpoint', help='checkpoint prefix (default: the run\'s latest)')
+    p.add_argument('--dataset', required=True, help='TFRecord file(s), comma-separated or glob')
+    p.add_argument('--output_dir', required=True)
+    p.add_argument('--crf', action='store_true', help='also score after dense CRF')
+    p.add_argument('--scales', type=floats, default=(1.0,), help='e.g. 0.75,1,1.25')
+    p.add_argument('--flip', action='store_true', help='average with the flipped image')
+    p.add_argument('--num_images', type=int, default=0, help='first N records only (0 = all)')
+    p.add_argument('--draw', choices=('all', 'worst', 'none'), default='all',
+                   help='which images get the five JPEGs')
+    p.add_argument('--num_draw', type=int, default=10, help='how many with --draw worst')
+    p.add_argument('--crf_search', type=int, default=0, metavar='N',
+                   help='grid-search the CRF on the first N images instead of evaluating')
+    p.add_argument('--crf_compats', type=floats, default=(3, 5, 10))
+    p.add_argument('--crf_sxys', type=floats, default=(30, 60, 90))
+    p.add_argument('--crf_srgbs', type=floats, default=(3, 5, 13))
+    return p.parse_args(argv)
+
+
+def run_crf_search(args, config, checkpoint):
+    samples = collect_probabilities(config, checkpoint, args.dataset, args.crf_search)
+    result = crf_search(samples, config.num_classes, config.crf_iterations, args.crf_compats,
+                        args.crf_sxys, args.crf_srgbs)
+    path = os.path.join(args.output_dir, 'crf_search.json')
+    atomic_write_text(path, json.dumps(result, indent=2))
+    best = result['best']
+    print('CRF search on %d images: without CRF mIoU %.4f; best crf_bilateral_compat %g, '
+          'crf_bilateral_sxy %g, crf_bilateral_srgb %g: mIoU %.4f (gain %+.4f). Written to %s'
+          % (len(samples), result['no_crf_mean_iou'], best['compat'], best['sxy'], best['srgb'],
+             best['mean_iou'], result['gain'], path))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_tensorflow()
+    try:
+        config, checkpoint = load_run(args.run_dir, args.checkpoint)
+        config = dataclasses.replace(config, crf=args.crf)
+        os.makedirs(args.output_dir, exist_ok=True)
+        if args.crf_search:
+            run_crf_search(args, config, checkpoint)
+            return 0
+        names = class_names_of(config)
+        palette = make_palette(config.class_colors, config.num_classes)
+        image_dir = os.path.join(args.output_dir, 'images')
+
+        def draw(sample):
+            image, label, prediction, crf_prediction, filename = sample
+            write_sample_jpegs(image_dir, os.path.splitext(os.path.basename(filename))[0],
+                               image, label, prediction, crf_prediction, palette,
+                               config.overlay_alpha)
+
+        worst = {'all': -1, 'worst': args.num_draw, 'none': 0}[args.draw]
+        print('Evaluating %s on %s' % (checkpoint, args.dataset))
+        result, rows, kept = evaluate(config, checkpoint, args.dataset, args.num_images,
+                                      args.scales, args.flip, worst,
+                                      on_image=draw if worst < 0 else None)
+        for sample in kept:
+            draw(sample)
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 1
+    out = args.output_dir
+    write_metrics_json(os.path.join(out, 'metrics.json'), result, {
+        'class_names': names, 'checkpoint': checkpoint, 'dataset': args.dataset,
+        'scales': list(args.scales), 'flip': args.flip})
+    write_confusion_csv(os.path.join(out, 'confusion.csv'), result['confusion'], names)
+    write_confusion_png(os.path.join(out, 'confusion.png'), result['confusion'], names)
+    atomic_write_text(os.path.join(out, 'per_class.md'), per_class_markdown(result, names))
+    write_per_image_csv(os.path.join(out, 'per_image.csv'), rows)
+    print(per_class_markdown(result, names))
+    print('%d images: mIoU %.4f, pixel accuracy %.4f, mean accuracy %.4f, fwIoU %.4f%s'
+          % (result['num_images'], result['mean_iou'], result['pixel_accuracy'],
+             result['mean_accuracy'], result['fw_iou'],
+             ' | with CRF: mIoU %.4f' % result['crf']['mean_iou'] if 'crf' in result else ''))
+    print('Written to %s' % out)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

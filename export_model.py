@@ -1,0 +1,63 @@
+"""Exports a training run as a SavedModel (uint8 RGB image of any size in, class map and
+per-class probabilities at the input size out, preprocessing included), checks that it agrees
+with the checkpoint, and measures its latency.
+
+    python export_model.py --run_dir runs/camvid --export_dir exported/camvid
+    python export_model.py --run_dir runs/camvid --export_dir exported/camvid \
+        --parity_images 'val/*.png' --benchmark_size 360,480
+"""
+import argparse
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from utils.checkpoints import CheckpointError  # noqa: E402
+from utils.config import ConfigError  # noqa: E402
+from utils.export import ExportedModel, benchmark_latency, export_saved_model, parity_check  # noqa: E402
+from utils.inference import Predictor, load_run  # noqa: E402
+from utils.prediction import expand_inputs, read_rgb  # noqa: E402
+from utils.runtime import setup_tensorflow  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--run_dir', required=True, help='a training --output_dir')
+    p.add_argument('--checkpoint', help='checkpoint prefix (default: the run\'s latest)')
+    p.add_argument('--export_dir', required=True, help='SavedModel folder to create')
+    p.add_argument('--parity_images', nargs='*', default=[],
+                   help='images, folders or globs to compare checkpoint and export on')
+    p.add_argument('--benchmark_size', help='HEIGHT,WIDTH: report ms per image at batch 1')
+    p.add_argument('--benchmark_batch', type=int, default=1)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_tensorflow()
+    try:
+        config, checkpoint = load_run(args.run_dir, args.checkpoint)
+        export_saved_model(config, checkpoint, args.export_dir)
+        print('Exported %s to %s' % (checkpoint, args.export_dir))
+        model = ExportedModel(args.export_dir)
+        if args.parity_images:
+            images = [read_rgb(p) for p in expand_inputs(args.parity_images)]
+            images = [im for im in images if im is not None]
+            differing = parity_check(Predictor(config, checkpoint), model, images)
+            print('Parity on %d images: %d pixels differ' % (len(images), sum(differing)))
+            if any(differing):
+                print('error: the exported model disagrees with the checkpoint', file=sys.stderr)
+                return 1
+        if args.benchmark_size:
+            height, width = (int(v) for v in args.benchmark_size.split(','))
+            ms = benchmark_latency(model, height, width, args.benchmark_batch)
+            print('Latency at %dx%d, batch %d: %.1f ms per image (%.1f images/s)'
+                  % (height, width, args.benchmark_batch, ms, 1000 / ms))
+    except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

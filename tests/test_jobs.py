@@ -1,0 +1,122 @@
+"""evaluate.py, predict.py and export_model.py on a tiny trained run."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from tests.conftest import ROOT
+from utils.export import ExportedModel, export_saved_model, parity_check
+from utils.inference import Predictor, load_run
+from utils.metrics import confusion_matrix, scores
+from utils.tfrecord import parse_example
+
+
+def run_job(script, *args):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, script)] + list(args),
+                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    return result.returncode, result.stdout + result.stderr
+
+
+def records(path):
+    """[(image, label)] of a record file."""
+    item = tf.data.make_one_shot_iterator(tf.data.TFRecordDataset([path]).map(parse_example))
+    item = item.get_next()
+    out = []
+    with tf.Session() as sess:
+        try:
+            while True:
+                ex = sess.run(item)
+                out.append((ex['image'], ex['label']))
+        except tf.errors.OutOfRangeError:
+            return out
+
+
+def test_evaluate_writes_reports_that_match_an_independent_count(trained_run, demo_records,
+                                                                  tmp_path):
+    out = str(tmp_path / 'eval')
+    code, log = run_job('evaluate.py', '--run_dir', trained_run, '--dataset', demo_records[1],
+                        '--output_dir', out, '--crf')
+    assert code == 0, log
+    metrics = json.load(open(os.path.join(out, 'metrics.json')))
+    for key in ('mean_iou', 'pixel_accuracy', 'mean_accuracy', 'fw_iou', 'per_class_iou'):
+        assert key in metrics
+    assert metrics['num_images'] == 3 and 'crf' in metrics
+    # The same numbers from the checkpoint through Predictor and numpy.
+    predictor = Predictor.from_run(trained_run)
+    n = predictor.config.num_classes
+    hist = sum(confusion_matrix(label, predictor.predict(image).argmax(-1), n)
+               for image, label in records(demo_records[1]))
+    assert np.isclose(metrics['mean_iou'], scores(hist)['mean_iou'])
+    with open(os.path.join(out, 'confusion.csv')) as f:
+        rows = list(csv.reader(f))
+    assert rows[0][1:] == ['sky', 'building', 'road', 'car']
+    np.testing.assert_array_equal(np.array([r[1:] for r in rows[1:]], int), hist)
+    assert len(list(csv.DictReader(open(os.path.join(out, 'per_image.csv'))))) == 3
+    assert '| **mean** |' in open(os.path.join(out, 'per_class.md')).read()
+    assert os.path.getsize(os.path.join(out, 'confusion.png')) > 1000
+    for kind in ('img', 'annotation', 'prediction', 'prediction_crfed', 'overlay'):
+        assert os.path.exists(os.path.join(out, 'images', 'val_0000_%s.jpg' % kind))
+
+
+def test_evaluate_multiscale_worst_and_crf_search(trained_run, demo_records, tmp_path):
+    out = str(tmp_path / 'eval')
+    code, log = run_job('evaluate.py', '--run_dir', trained_run, '--dataset', demo_records[1],
+                        '--output_dir', out, '--scales', '0.75,1', '--flip', '--draw', 'worst',
+                        '--num_draw', '1')
+    assert code == 0, log
+    assert len(os.listdir(os.path.join(out, 'images'))) == 4  # one image, no CRF picture
+    code, log = run_job('evaluate.py', '--run_dir', trained_run, '--dataset', demo_records[1],
+                        '--output_dir', out, '--crf_search', '2', '--crf_compats', '3,5',
+                        '--crf_sxys', '30', '--crf_srgbs', '5')
+    assert code == 0, log
+    search = json.load(open(os.path.join(out, 'crf_search.json')))
+    assert len(search['results']) == 2 and 'best' in search and 'gain' in search
+
+
+def test_predict_keeps_odd_input_sizes(trained_run, tmp_path):
+    inputs = tmp_path / 'in'
+    os.makedirs(inputs)
+    rng = np.random.RandomState(0)
+    cv2.imwrite(str(inputs / 'odd.png'), rng.randint(0, 256, (37, 53, 3), np.uint8))
+    cv2.imwrite(str(inputs / 'wide.jpg'), rng.randint(0, 256, (33, 101, 3), np.uint8))
+    cv2.imwrite(str(inputs / 'grey.bmp'), rng.randint(0, 256, (40, 41), np.uint8))
+    out = str(tmp_path / 'out')
+    code, log = run_job('predict.py', '--run_dir', trained_run, '--input', str(inputs),
+                        '--output_dir', out, '--crf')
+    assert code == 0, log
+    for name, shape in (('odd', (37, 53)), ('wide', (33, 101)), ('grey', (40, 41))):
+        label = cv2.imread(os.path.join(out, name + '_label.png'), cv2.IMREAD_UNCHANGED)
+        assert label.shape == shape and label.max() < 4
+        assert cv2.imread(os.path.join(out, name + '_color.png')).shape[:2] == shape
+        assert cv2.imread(os.path.join(out, name + '_overlay.jpg')).shape[:2] == shape
+    code, log = run_job('predict.py', '--run_dir', str(tmp_path), '--input', str(inputs),
+                        '--output_dir', out)
+    assert code == 1 and 'config.yaml' in log and 'Traceback' not in log
+
+
+def test_export_parity_with_the_checkpoint(trained_run, demo_records, tmp_path):
+    config, checkpoint = load_run(trained_run)
+    export_dir = str(tmp_path / 'exported')
+    export_saved_model(config, checkpoint, export_dir)
+    model = ExportedModel(export_dir)
+    images = [image for image, _ in records(demo_records[1])]
+    images.append(np.random.RandomState(1).randint(0, 256, (45, 67, 3), np.uint8))
+    assert parity_check(Predictor(config, checkpoint), model, images) == [0] * len(images)
+    classes, probabilities = model(images[-1][None])
+    assert classes.shape == (1, 45, 67) and probabilities.shape == (1, 45, 67, 4)
+    np.testing.assert_allclose(probabilities.sum(-1), 1, atol=1e-5)
+    code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir', export_dir)
+    assert code == 1 and 'exists' in log
+    code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir',
+                        str(tmp_path / 'e2'), '--parity_images', str(tmp_path / 'none*.png'))
+    assert code == 1
+    cv2.imwrite(str(tmp_path / 'p.png'), images[0][..., ::-1])
+    code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir',
+                        str(tmp_path / 'e3'), '--parity_images', str(tmp_path / 'p.png'),
+                        '--benchmark_size', '64,80')
+    assert code == 0 and '0 pixels differ' in log and 'ms per image' in log

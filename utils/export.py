@@ -1,0 +1,94 @@
+"""SavedModel export for deployment, its parity check against the checkpoint, and latency.
+
+Serving signature `serving_default`: input `images` uint8 RGB [batch, h, w, 3] of any size;
+outputs `classes` int32 [batch, h, w] and `probabilities` float32 [batch, h, w, num_classes].
+Preprocessing (mean subtraction, padding to the network stride, cropping back) is inside.
+"""
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from utils.config import save_config
+from utils.inference import build_probabilities, session_config
+
+SIGNATURE = 'serving_default'
+INPUT_KEY = 'images'
+CLASSES_KEY = 'classes'
+PROBABILITIES_KEY = 'probabilities'
+
+
+def export_saved_model(config, checkpoint, export_dir):
+    """Writes a SavedModel of the checkpoint to `export_dir` (which must not exist yet).
+
+    The model is built in a temporary folder beside it and renamed when complete; the run's
+    config is saved in it as config.yaml.
+    """
+    if os.path.exists(export_dir):
+        raise FileExistsError('export dir %s exists; remove it or choose another' % export_dir)
+    parent = os.path.dirname(os.path.abspath(export_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp_root = tempfile.mkdtemp(prefix='.export-', dir=parent)
+    tmp_dir = os.path.join(tmp_root, 'model')
+    try:
+        with tf.Graph().as_default():
+            images = tf.placeholder(tf.uint8, [None, None, None, 3], name=INPUT_KEY)
+            probabilities = build_probabilities(images, config)
+            classes = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+            with tf.Session(config=session_config()) as session:
+                tf.train.Saver(tf.model_variables()).restore(session, checkpoint)
+                builder = tf.saved_model.Builder(tmp_dir)
+                signature = tf.saved_model.predict_signature_def(
+                    inputs={INPUT_KEY: images},
+                    outputs={CLASSES_KEY: classes, PROBABILITIES_KEY: probabilities})
+                builder.add_meta_graph_and_variables(
+                    session, [tf.saved_model.SERVING], signature_def_map={SIGNATURE: signature},
+                    strip_default_attrs=True)
+                builder.save()
+        save_config(config, tmp_dir)
+        os.replace(tmp_dir, export_dir)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    return export_dir
+
+
+class ExportedModel:
+    """A loaded SavedModel: __call__(uint8 images [b, h, w, 3]) -> (classes, probabilities)."""
+
+    def __init__(self, export_dir):
+        self.graph = tf.Graph()
+        self.session = tf.Session(graph=self.graph, config=session_config())
+        with self.graph.as_default():
+            meta = tf.saved_model.loader.load(self.session, [tf.saved_model.SERVING], export_dir)
+        signature = meta.signature_def[SIGNATURE]
+        self.input_name = signature.inputs[INPUT_KEY].name
+        self.output_names = [signature.outputs[CLASSES_KEY].name,
+                             signature.outputs[PROBABILITIES_KEY].name]
+
+    def __call__(self, images):
+        return self.session.run(self.output_names, {self.input_name: images})
+
+    def close(self):
+        self.session.close()
+
+
+def parity_check(predictor, model, images):
+    """Pixels whose class differs between the checkpoint and the exported model, per image."""
+    return [int((predictor.predict(image).argmax(-1) != model(image[None])[0][0]).sum())
+            for image in images]
+
+
+def benchmark_latency(model, height, width, batch=1, runs=20, warmup=3):
+    """Median milliseconds per image of the exported model on random images of that size."""
+    images = np.random.RandomState(0).randint(0, 256, (batch, height, width, 3), np.uint8)
+    for _ in range(warmup):
+        model(images)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model(images)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times)) / batch

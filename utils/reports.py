@@ -1,0 +1,88 @@
+"""Evaluation reports: metrics.json, confusion.csv, per-class Markdown table, per-image CSV,
+and a confusion-matrix picture. Every file is written atomically."""
+import csv
+import io
+import json
+
+import numpy as np
+
+from utils.fileio import atomic_path, atomic_write_text
+
+
+def class_names_of(config):
+    return list(config.class_names) or ['class_%d' % i for i in range(config.num_classes)]
+
+
+def write_metrics_json(path, result, extra=None):
+    """metrics.json: mean_iou, pixel_accuracy, mean_accuracy, fw_iou, per_class_iou, ..."""
+    payload = dict(result)
+    payload.update(extra or {})
+    atomic_write_text(path, json.dumps(payload, indent=2))
+
+
+def write_confusion_csv(path, hist, names):
+    """Rows = ground truth, columns = prediction, in pixels."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(['ground_truth \\ prediction'] + names)
+    for name, row in zip(names, np.asarray(hist)):
+        writer.writerow([name] + [int(v) for v in row])
+    atomic_write_text(path, out.getvalue())
+
+
+def _percent(value):
+    return '-' if value is None or value != value else '%.1f' % (100 * value)
+
+
+def per_class_markdown(result, names):
+    """A Markdown table of per-class IoU (and after CRF, when scored)."""
+    has_crf = 'crf' in result
+    lines = ['| class | IoU %s|' % ('| IoU with CRF ' if has_crf else ''),
+             '|---|---|%s' % ('---|' if has_crf else '')]
+    for i, name in enumerate(names):
+        cells = [name, _percent(result['per_class_iou'][i])]
+        if has_crf:
+            cells.append(_percent(result['crf']['per_class_iou'][i]))
+        lines.append('| %s |' % ' | '.join(cells))
+    cells = ['**mean**', _percent(result['mean_iou'])]
+    if has_crf:
+        cells.append(_percent(result['crf']['mean_iou']))
+    lines.append('| %s |' % ' | '.join(cells))
+    return '\n'.join(lines) + '\n'
+
+
+def write_per_image_csv(path, rows):
+    out = io.StringIO()
+    fields = list(rows[0]) if rows else ['filename']
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, out.getvalue())
+
+
+def write_confusion_png(path, hist, names):
+    """Row-normalised confusion matrix (what share of each true class went where)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    hist = np.asarray(hist, np.float64)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        normalised = np.nan_to_num(hist / hist.sum(axis=1, keepdims=True))
+    size = max(4, 0.45 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(normalised, cmap='Blues', vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=90)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel('prediction')
+    ax.set_ylabel('ground truth')
+    if len(names) <= 25:
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, '%.2f' % normalised[i, j], ha='center', va='center', fontsize=7,
+                        color='white' if normalised[i, j] > 0.5 else 'black')
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    with atomic_path(path) as tmp_path:
+        fig.savefig(tmp_path, format='png', dpi=100)
+    plt.close(fig)
