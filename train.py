@@ -10,6 +10,7 @@ Every config key can be given as a flag (flags override the YAML). A rerun with 
 """
 import argparse
 import os
+import signal
 import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -27,6 +28,22 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def stop_on_signals(log):
+    """SIGINT/SIGTERM ask the run to save a checkpoint and stop after the current step."""
+    received = []
+
+    def handler(signum, _frame):
+        if received:  # a second signal: stop now
+            raise KeyboardInterrupt
+        received.append(signum)
+        log('Received %s: saving a checkpoint after this step, then stopping'
+            % signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return lambda: bool(received)
+
+
 def main(argv=None):
     args = parse_args(argv)
     log = make_logger('train')
@@ -34,13 +51,21 @@ def main(argv=None):
     try:
         config = resolve_config(args.config, overrides_from_args(args))
         log('Config: %s' % config.to_dict())
-        summary = train(config, log)
+        summary = train(config, log, should_stop=stop_on_signals(log))
     except (ConfigError, CheckpointError, TrainingError, FileNotFoundError) as e:
         print('error: %s' % e, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    if summary['stopped']:
+        log('Stopped at step %d; checkpoint %s. Rerun the same command to resume.'
+            % (summary['step'], summary['checkpoint']))
+        return 0
     log('Finished at step %d; last checkpoint: %s' % (summary['step'], summary['checkpoint']))
+    if summary['best']:
+        log('Best validation mIoU %.4f at step %d: %s' % (summary['best']['mean_iou'],
+                                                          summary['best']['step'],
+                                                          summary['best']['checkpoint']))
     if summary['validation']:
         log('Validation JPEGs are in %s' % summary['eval_dir'])
         log('Validation %s' % format_scores(summary['validation']))

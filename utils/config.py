@@ -42,27 +42,45 @@ class Config:
     min_scale: float = 1.0
     max_scale: float = 1.0
     random_flip: bool = True
+    photometric_jitter: bool = False  # random brightness/contrast/saturation/hue (training only)
     shuffle_buffer: int = 256
     # Model.
     model: str = 'fcn8s'
     fc_depth: int = 4096  # depth of fc6/fc7; 4096 is VGG16's and needed to load vgg_16.ckpt fc6/fc7
     dropout_keep_prob: float = 0.5
     weight_decay: float = 5e-4
+    at_once: bool = False  # FCN-8s at-once: scale pool4 by 0.01 and pool3 by 0.0001
+    learn_upsampling: bool = True  # False: transposed convs stay fixed bilinear
+    precision: str = 'float32'  # float32 | mixed_bfloat16 (CPU, oneDNN) | mixed_float16 (GPU)
     # Optimisation.
     batch_size: int = 4
     max_steps: int = 1000
-    optimizer: str = 'adam'  # adam | momentum
+    optimizer: str = 'adam'  # adam | momentum | rmsprop
     learning_rate: float = 1e-4
     momentum: float = 0.9
+    lr_schedule: str = 'fixed'  # fixed | step | poly
+    lr_decay_steps: int = 1000  # step: multiply by lr_decay_rate every lr_decay_steps
+    lr_decay_rate: float = 0.1
+    lr_power: float = 0.9  # poly: lr * (1 - step / max_steps) ** lr_power
+    warmup_steps: int = 0  # linear ramp from 0 to the schedule's value
+    gradient_clip_norm: float = 0.0  # 0: no clipping
+    bias_lr_multiplier: float = 1.0  # the reference FCN recipe trains biases at 2x lr
+    loss_normalization: str = 'mean'  # mean over labelled pixels | sum (reference FCN recipe)
+    hard_pixel_fraction: float = 1.0  # < 1: only the hardest fraction of pixels count
     class_weights: typing.Tuple[float, ...] = ()  # empty: every class weighs 1
     class_weights_report: str = ''  # converter report whose median_frequency_weights to use
     seed: int = 0
     # Initialisation and checkpoints.
     checkpoint_path: str = ''
     checkpoint_exclude_scopes: typing.Tuple[str, ...] = ('vgg_16/fc8',)
+    trainable_scopes: typing.Tuple[str, ...] = ()  # empty: every variable trains
+    stage1_steps: int = 0  # two-stage fine-tuning: first train only stage1_trainable_scopes
+    stage1_trainable_scopes: typing.Tuple[str, ...] = ('fcn',)
     output_dir: str = ''
     save_every: int = 500
+    save_every_seconds: int = 0  # also save when this long has passed since the last save
     keep_checkpoints: int = 5
+    deterministic: bool = False  # deterministic kernels (reproducible, slower)
     # Logging and validation.
     log_every: int = 10
     eval_every: int = 500
@@ -93,8 +111,20 @@ class Config:
             raise ConfigError('dropout_keep_prob must be in (0, 1], got %r' % self.dropout_keep_prob)
         if self.learning_rate <= 0:
             raise ConfigError('learning_rate must be positive, got %r' % self.learning_rate)
-        if self.optimizer not in ('adam', 'momentum'):
-            raise ConfigError("optimizer must be 'adam' or 'momentum', got %r" % self.optimizer)
+        choices = {'optimizer': ('adam', 'momentum', 'rmsprop'),
+                   'lr_schedule': ('fixed', 'step', 'poly'),
+                   'loss_normalization': ('mean', 'sum'),
+                   'precision': ('float32', 'mixed_bfloat16', 'mixed_float16')}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError('%s must be one of %s, got %r'
+                                  % (name, ', '.join(allowed), getattr(self, name)))
+        if not 0 < self.hard_pixel_fraction <= 1:
+            raise ConfigError('hard_pixel_fraction must be in (0, 1], got %r'
+                              % self.hard_pixel_fraction)
+        for name in ('warmup_steps', 'stage1_steps', 'save_every_seconds'):
+            if getattr(self, name) < 0:
+                raise ConfigError('%s must be >= 0, got %r' % (name, getattr(self, name)))
         if self.num_eval_images < 0:
             raise ConfigError('num_eval_images must be >= 0 (0 = all), got %r'
                               % self.num_eval_images)
@@ -112,6 +142,12 @@ class Config:
             raise ConfigError('class_weights has %d entries but num_classes is %d'
                               % (len(self.class_weights), self.num_classes))
         return self
+
+    def network_args(self):
+        """Keyword arguments of nets.build_network that define the network (not training)."""
+        return {'model': self.model, 'weight_decay': self.weight_decay,
+                'fc_depth': self.fc_depth, 'at_once': self.at_once,
+                'learn_upsampling': self.learn_upsampling}
 
     def crf_params(self):
         """Keyword arguments of utils.crf.dense_crf."""

@@ -11,7 +11,7 @@ AUTOTUNE = tf.data.experimental.AUTOTUNE
 
 
 def train_dataset(record_spec, crop_size, batch_size, min_scale=1.0, max_scale=1.0,
-                  flip=True, shuffle_buffer=256):
+                  flip=True, jitter=False, shuffle_buffer=256):
     """Endless shuffled batches: images float32 [batch, ch, cw, 3] (mean-subtracted),
     labels int32 [batch, ch, cw] (IGNORE_LABEL where void or padded)."""
     paths = resolve_record_paths(record_spec)
@@ -24,7 +24,7 @@ def train_dataset(record_spec, crop_size, batch_size, min_scale=1.0, max_scale=1
     def _parse_and_augment(serialized):
         example = parse_example(serialized)
         return preprocess_for_train(example['image'], example['label'], crop_size,
-                                    min_scale, max_scale, flip)
+                                    min_scale, max_scale, flip, jitter)
 
     dataset = dataset.map(_parse_and_augment, num_parallel_calls=AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=True)

@@ -11,7 +11,7 @@ from utils.data import eval_dataset
 from utils.inference import build_probabilities, session_config
 from utils.metrics import confusion_matrix, scores
 from utils.tfrecord import count_records, resolve_record_paths
-from utils.visualization import make_palette, write_sample_jpegs
+from utils.visualization import colorize, make_palette, write_sample_jpegs
 
 
 def build_eval_graph(config, record_spec, num_images=0, scales=(1.0,), flip=False):
@@ -57,14 +57,21 @@ def run_validation(session, graph, config, step, draw_dir=None, log=print):
     """Scores every validation image (with and without dense CRF) and draws its five JPEGs.
 
     Returns the scores of utils.metrics.scores, plus 'crf' (the same scores after CRF, when on),
-    'num_images' and 'jpegs' (paths written).
+    'num_images', 'jpegs' (paths written) and 'sample_pictures' (the first image's image,
+    annotation and prediction as RGB arrays, for TensorBoard).
     """
     palette = make_palette(config.class_colors, config.num_classes)
     hist = np.zeros((config.num_classes, config.num_classes), np.int64)
     crf_hist = np.zeros_like(hist)
-    jpegs = []
+    jpegs, sample = [], {}
+    total = graph['num_images']
     for index, (image, label, probs, _) in enumerate(iterate_eval(session, graph)):
         prediction, crf_prediction = crf_predictions(image, probs, config)
+        if index == 0:
+            sample = {'image': image, 'annotation': colorize(label, palette),
+                      'prediction': colorize(prediction, palette)}
+        if total >= 20 and (index + 1) % max(total // 5, 10) == 0:
+            log('validation %d/%d images' % (index + 1, total))
         hist += confusion_matrix(label, prediction, config.num_classes)
         if crf_prediction is not None:
             crf_hist += confusion_matrix(label, crf_prediction, config.num_classes)
@@ -77,6 +84,7 @@ def run_validation(session, graph, config, step, draw_dir=None, log=print):
         result['crf'] = scores(crf_hist)
     result['num_images'] = graph['num_images']
     result['jpegs'] = jpegs
+    result['sample_pictures'] = sample
     return result
 
 

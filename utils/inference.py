@@ -56,8 +56,8 @@ def build_probabilities(images, config, scales=(1.0,), flip=False):
         for flipped in ((False, True) if flip else (False,)):
             net_input = tf.reverse(scaled, [2]) if flipped else scaled
             with tf.variable_scope(tf.get_variable_scope(), reuse=tf.AUTO_REUSE):
-                logits, _ = build_network(net_input, config.num_classes, False, config.model,
-                                          config.weight_decay, fc_depth=config.fc_depth)
+                logits, _ = build_network(net_input, config.num_classes, False,
+                                          **config.network_args())
             if flipped:
                 logits = tf.reverse(logits, [2])
             if scale != 1.0:

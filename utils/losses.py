@@ -2,12 +2,15 @@
 import tensorflow.compat.v1 as tf
 
 
-def softmax_cross_entropy_ignore(logits, labels, num_classes, class_weights=None):
-    """Mean cross-entropy over pixels whose label is in [0, num_classes).
+def softmax_cross_entropy_ignore(logits, labels, num_classes, class_weights=None,
+                                 normalization='mean', hard_pixel_fraction=1.0):
+    """Cross-entropy over pixels whose label is in [0, num_classes).
 
     Void/ignored pixels (IGNORE_LABEL, or any value outside the classes) add nothing to the loss
     or its gradient. With `class_weights` (num_classes floats) each pixel is weighted by its
-    class, and the mean is the weighted mean.
+    class. `normalization` 'mean' divides by the (weighted) number of labelled pixels; 'sum'
+    keeps the reference FCN recipe's unnormalised sum. With `hard_pixel_fraction` < 1 only that
+    fraction of the labelled pixels with the highest loss counts (online hard-pixel mining).
 
     Args:
       logits: float [batch, h, w, num_classes]; labels: int [batch, h, w].
@@ -22,5 +25,15 @@ def softmax_cross_entropy_ignore(logits, labels, num_classes, class_weights=None
         weights *= tf.gather(tf.constant(class_weights, tf.float32), safe_labels)
     pixel_losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=safe_labels, logits=tf.cast(logits, tf.float32))  # [batch, h, w]
-    total = tf.reduce_sum(pixel_losses * weights)
+    weighted = tf.reshape(pixel_losses * weights, [-1])
+    weights = tf.reshape(weights, [-1])
+    if hard_pixel_fraction < 1.0:
+        num_valid = tf.reduce_sum(tf.cast(valid, tf.int32))
+        k = tf.maximum(tf.cast(tf.cast(num_valid, tf.float32) * hard_pixel_fraction, tf.int32), 1)
+        # Void pixels have loss 0 and so come last; the top k are the hardest labelled pixels.
+        weighted, indices = tf.nn.top_k(weighted, k=tf.minimum(k, tf.size(weighted)))
+        weights = tf.gather(weights, indices)
+    total = tf.reduce_sum(weighted)
+    if normalization == 'sum':
+        return tf.identity(total, name='cross_entropy')
     return tf.div_no_nan(total, tf.reduce_sum(weights), name='cross_entropy')

@@ -46,10 +46,22 @@ def random_flip(image, label, seed=None):
     return image, label
 
 
+def photometric_jitter(image):
+    """Random brightness, contrast, saturation and hue of a uint8 RGB image -> float 0..255."""
+    image = tf.image.convert_image_dtype(image, tf.float32)  # 0..1
+    image = tf.image.random_brightness(image, 0.125)
+    image = tf.image.random_contrast(image, 0.75, 1.25)
+    image = tf.image.random_saturation(image, 0.75, 1.25)
+    image = tf.image.random_hue(image, 0.04)
+    return tf.clip_by_value(image, 0.0, 1.0) * 255.0
+
+
 def preprocess_for_train(image, label, crop_size, min_scale=1.0, max_scale=1.0, flip=True,
-                         seed=None):
+                         jitter=False, seed=None):
     """uint8 image [h, w, 3], uint8 label [h, w] -> float32 [ch, cw, 3] (mean-subtracted),
     int32 [ch, cw] with padding marked IGNORE_LABEL."""
+    if jitter:
+        image = photometric_jitter(image)
     image = subtract_mean(image)
     label = tf.cast(label, tf.int32)
     image, label = random_scale(image, label, min_scale, max_scale, seed)

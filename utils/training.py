@@ -4,8 +4,11 @@ validations. `train(config)` reads top to bottom in the order the work happens.
 Layout of an output directory:
     OUTPUT_DIR/config.yaml                the resolved config of the run
     OUTPUT_DIR/train/model.ckpt-STEP.*    checkpoints (a rerun resumes from the latest)
+    OUTPUT_DIR/best/model.ckpt-STEP.*     the checkpoint with the best validation mIoU
     OUTPUT_DIR/eval/val_STEP[_K]_*.jpg    validation pictures per sample
     OUTPUT_DIR/eval/metrics.jsonl         one line of scores per validation
+    OUTPUT_DIR/progress.png               training loss and validation mIoU over steps
+    TensorBoard event files in train/ and eval/ (see utils/monitoring.py)
 """
 import json
 import math
@@ -19,12 +22,19 @@ from utils.checkpoints import make_init_fn
 from utils.config import CONFIG_FILENAME, ConfigError, load_yaml, save_config
 from utils.data import train_dataset
 from utils.evaluation import build_eval_graph, run_validation
+from utils.fileio import atomic_write_text
 from utils.inference import TRAIN_SUBDIR, session_config
 from utils.losses import softmax_cross_entropy_ignore
+from utils.monitoring import (HISTORY_FILENAME, PLOT_FILENAME, append_jsonl, image_summary,
+                              plot_progress, read_jsonl, scalar_summary)
+from utils.optimization import (build_optimizer, build_train_op, in_scopes, learning_rate,
+                                session_rewrites)
 
 EVAL_SUBDIR = 'eval'
+BEST_SUBDIR = 'best'
 CHECKPOINT_BASENAME = 'model.ckpt'
 METRICS_FILENAME = 'metrics.jsonl'
+BEST_FILENAME = 'best.json'
 # Keys that change the network's variables: a run cannot resume under different values.
 MODEL_KEYS = ('model', 'num_classes', 'fc_depth')
 
@@ -63,12 +73,6 @@ def class_weights(config):
     return tuple(weights)
 
 
-def build_optimizer(config):
-    if config.optimizer == 'momentum':
-        return tf.train.MomentumOptimizer(config.learning_rate, config.momentum)
-    return tf.train.AdamOptimizer(config.learning_rate)
-
-
 def format_scores(result):
     text = 'mIoU %.4f, pixel accuracy %.4f' % (result['mean_iou'], result['pixel_accuracy'])
     if 'crf' in result:
@@ -77,14 +81,55 @@ def format_scores(result):
     return text
 
 
-def append_metrics(path, step, result):
-    record = {'step': int(step), **{k: v for k, v in result.items() if k != 'jpegs'}}
-    with open(path, 'a') as f:
-        f.write(json.dumps(record) + '\n')
+def format_duration(seconds):
+    seconds = int(max(seconds, 0))
+    return '%d:%02d:%02d' % (seconds // 3600, seconds // 60 % 60, seconds % 60)
 
 
-def train(config, log=print):
-    """Trains config.model on config.dataset_train; returns a summary dict of the run."""
+def build_training_graph(config, log):
+    """Builds data, model, loss and train ops in the default graph; returns the tensors."""
+    # 1. Data: endless augmented batches.
+    dataset = train_dataset(config.dataset_train, config.crop_size, config.batch_size,
+                            config.min_scale, config.max_scale, config.random_flip,
+                            config.photometric_jitter, config.shuffle_buffer)
+    images, labels = tf.data.make_one_shot_iterator(dataset).get_next()
+    # 2. Model and loss.
+    logits, _ = build_network(images, config.num_classes, True,
+                              dropout_keep_prob=config.dropout_keep_prob, **config.network_args())
+    weights = class_weights(config)
+    if weights:
+        log('Class weights: %s' % ', '.join('%.3f' % w for w in weights))
+    loss = softmax_cross_entropy_ignore(logits, labels, config.num_classes, weights,
+                                        config.loss_normalization, config.hard_pixel_fraction)
+    total_loss = loss + tf.losses.get_regularization_loss()
+    # 3. Optimiser, over the trainable scopes; stage one trains only the new head layers.
+    global_step = tf.train.get_or_create_global_step()
+    lr = learning_rate(config, global_step)
+    optimizer = build_optimizer(config, lr)
+    trainable = in_scopes(tf.trainable_variables(), config.trainable_scopes)
+    if not trainable:
+        raise ConfigError('trainable_scopes %s match no variable' % (config.trainable_scopes,))
+    train_ops = {'all': build_train_op(optimizer, total_loss, global_step, trainable, config)}
+    if config.stage1_steps:
+        stage1 = in_scopes(trainable, config.stage1_trainable_scopes)
+        if not stage1:
+            raise ConfigError('stage1_trainable_scopes %s match no trainable variable'
+                              % (config.stage1_trainable_scopes,))
+        train_ops['stage1'] = build_train_op(optimizer, total_loss, global_step, stage1, config)
+    next_steps = {}
+    for name, op in train_ops.items():
+        with tf.control_dependencies([op]):
+            next_steps[name] = global_step.read_value()  # the step count after this update
+    return {'loss': loss, 'learning_rate': lr, 'global_step': global_step,
+            'next_step': next_steps}
+
+
+def train(config, log=print, should_stop=lambda: False):
+    """Trains config.model on config.dataset_train; returns a summary dict of the run.
+
+    `should_stop()` is polled after every step (train.py sets it on SIGINT/SIGTERM): the run
+    then saves a checkpoint and returns with summary['stopped'] True.
+    """
     if not config.output_dir:
         raise ConfigError('output_dir is required')
     if not config.dataset_train:
@@ -92,42 +137,29 @@ def train(config, log=print):
     check_output_dir(config)
     train_dir = os.path.join(config.output_dir, TRAIN_SUBDIR)
     eval_dir = os.path.join(config.output_dir, EVAL_SUBDIR)
-    os.makedirs(train_dir, exist_ok=True)
-    os.makedirs(eval_dir, exist_ok=True)
+    best_dir = os.path.join(config.output_dir, BEST_SUBDIR)
+    for directory in (train_dir, eval_dir, best_dir):
+        os.makedirs(directory, exist_ok=True)
     log('Config saved to %s' % save_config(config, config.output_dir))
 
     graph = tf.Graph()
     with graph.as_default():
         tf.set_random_seed(config.seed)
-        # 1. Data: endless augmented batches.
-        dataset = train_dataset(config.dataset_train, config.crop_size, config.batch_size,
-                                config.min_scale, config.max_scale, config.random_flip,
-                                config.shuffle_buffer)
-        images, labels = tf.data.make_one_shot_iterator(dataset).get_next()
-        # 2. Model and loss.
-        logits, _ = build_network(images, config.num_classes, True, config.model,
-                                  config.weight_decay, fc_depth=config.fc_depth,
-                                  dropout_keep_prob=config.dropout_keep_prob)
-        weights = class_weights(config)
-        if weights:
-            log('Class weights: %s' % ', '.join('%.3f' % w for w in weights))
-        loss = softmax_cross_entropy_ignore(logits, labels, config.num_classes, weights)
-        total_loss = loss + tf.losses.get_regularization_loss()
-        # 3. Optimiser.
-        global_step = tf.train.get_or_create_global_step()
-        train_op = build_optimizer(config).minimize(total_loss, global_step=global_step)
-        with tf.control_dependencies([train_op]):
-            next_step = global_step.read_value()  # the step count after this update
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        tensors = build_training_graph(config, log)
+        global_step = tensors['global_step']
         # 4. Validation graph sharing the weights.
         eval_graph = (build_eval_graph(config, config.dataset_val, config.num_eval_images)
                       if config.dataset_val else None)
         saver = tf.train.Saver(max_to_keep=config.keep_checkpoints)
-        model_variables = tf.model_variables()
-        init_fn = (make_init_fn(config.checkpoint_path, model_variables,
+        best_saver = tf.train.Saver(max_to_keep=1)
+        init_fn = (make_init_fn(config.checkpoint_path, tf.model_variables(),
                                 config.checkpoint_exclude_scopes, log)
                    if config.checkpoint_path else None)
 
-    with tf.Session(graph=graph, config=session_config()) as session:
+    proto = session_rewrites(session_config(), config.precision)
+    with tf.Session(graph=graph, config=proto) as session:
         # 5. Initialise: resume from our own checkpoint, else the pretrained one, else scratch.
         latest = tf.train.latest_checkpoint(train_dir)
         if latest:
@@ -139,51 +171,111 @@ def train(config, log=print):
                 init_fn(session)
             else:
                 log('No checkpoint_path: training from randomly initialised weights')
+        train_writer = tf.summary.FileWriter(train_dir)
+        eval_writer = tf.summary.FileWriter(eval_dir)
+        best_path = os.path.join(eval_dir, BEST_FILENAME)
+        best = {'mean_iou': -1.0}
+        if os.path.exists(best_path):
+            with open(best_path) as f:
+                best = json.load(f)
+        state = {'last_save_time': time.time()}
 
         def save(step):
             path = saver.save(session, os.path.join(train_dir, CHECKPOINT_BASENAME),
                               global_step=step)
+            state['last_save_time'] = time.time()
             log('Model saved in file: %s' % path)
             return path
 
         def validate(step):
             result = run_validation(session, eval_graph, config, step, eval_dir, log)
-            append_metrics(os.path.join(eval_dir, METRICS_FILENAME), step, result)
+            sample = result.pop('sample_pictures', {})
+            append_jsonl(os.path.join(eval_dir, METRICS_FILENAME),
+                         {'step': int(step), **{k: v for k, v in result.items() if k != 'jpegs'}})
             log('step %d validation on %d images: %s' % (step, result['num_images'],
                                                          format_scores(result)))
+            values = {'validation/mean_iou': result['mean_iou'],
+                      'validation/pixel_accuracy': result['pixel_accuracy']}
+            if 'crf' in result:
+                values['validation/mean_iou_crf'] = result['crf']['mean_iou']
+            names = config.class_names or ['class_%d' % i for i in range(config.num_classes)]
+            for name, iou in zip(names, result['per_class_iou']):
+                values['validation_iou/%s' % name] = iou
+            eval_writer.add_summary(scalar_summary(values), step)
+            for kind, picture in sample.items():
+                eval_writer.add_summary(image_summary('sample/%s' % kind, picture), step)
+            eval_writer.flush()
+            if result['mean_iou'] > best['mean_iou']:
+                best.update(mean_iou=result['mean_iou'], step=int(step),
+                            checkpoint=best_saver.save(session, os.path.join(
+                                best_dir, CHECKPOINT_BASENAME), global_step=step))
+                atomic_write_text(best_path, json.dumps(best, indent=2))
+                log('New best validation mIoU %.4f: %s' % (best['mean_iou'], best['checkpoint']))
+            plot_progress(os.path.join(config.output_dir, PLOT_FILENAME),
+                          read_jsonl(os.path.join(train_dir, HISTORY_FILENAME)),
+                          read_jsonl(os.path.join(eval_dir, METRICS_FILENAME)))
             return result
 
         # 6. Loop.
         step = int(session.run(global_step))
+        start_step = step
         last_saved, last_result = None, None
         saved_step, validated_step = (step if latest else None), None
-        window_steps, train_seconds = 0, 0.0
+        window_steps, window_seconds, run_start = 0, 0.0, time.time()
+        stopped = False
         try:
             while step < config.max_steps:
+                stage = 'stage1' if step < config.stage1_steps else 'all'
+                if stage == 'stage1' and step == start_step:
+                    log('Stage one: training only %s until step %d'
+                        % (', '.join(config.stage1_trainable_scopes), config.stage1_steps))
+                elif config.stage1_steps and step == config.stage1_steps:
+                    log('Stage two: training all trainable variables from step %d' % step)
                 start = time.time()
-                loss_value, step = session.run([loss, next_step])
-                train_seconds += time.time() - start
+                loss_value, lr_value, step = session.run(
+                    [tensors['loss'], tensors['learning_rate'], tensors['next_step'][stage]])
+                step = int(step)
+                window_seconds += time.time() - start
                 window_steps += 1
                 if not math.isfinite(loss_value):
                     raise TrainingError('loss became %r at step %d; stopped without saving, the '
                                         'last good checkpoint is in %s (lower the learning rate?)'
                                         % (loss_value, step, train_dir))
                 if step % config.log_every == 0 or step == config.max_steps:
+                    rate = window_steps * config.batch_size / window_seconds
+                    per_step = (time.time() - run_start) / (step - start_step)
                     log('step %d Current Loss: %.4f' % (step, loss_value))
-                    log('[%.2f] imgs/s' % (window_steps * config.batch_size / train_seconds))
-                    window_steps, train_seconds = 0, 0.0
-                if step % config.save_every == 0:
+                    log('[%.2f] imgs/s  lr %.3g  %d/%d steps, %s remaining'
+                        % (rate, lr_value, step, config.max_steps,
+                           format_duration(per_step * (config.max_steps - step))))
+                    append_jsonl(os.path.join(train_dir, HISTORY_FILENAME),
+                                 {'step': step, 'loss': float(loss_value),
+                                  'learning_rate': float(lr_value), 'images_per_s': rate})
+                    train_writer.add_summary(scalar_summary(
+                        {'loss': loss_value, 'learning_rate': lr_value, 'images_per_s': rate}),
+                        step)
+                    window_steps, window_seconds = 0, 0.0
+                if step % config.save_every == 0 or (
+                        config.save_every_seconds
+                        and time.time() - state['last_save_time'] >= config.save_every_seconds):
                     last_saved, saved_step = save(step), step
                 if eval_graph and step % config.eval_every == 0:
                     last_result, validated_step = validate(step), step
+                if should_stop():
+                    stopped = True
+                    log('Stop requested at step %d' % step)
+                    break
         except KeyboardInterrupt:
             log('Interrupted at step %d: saving before exit' % step)
             save(step)
             raise
-        # 7. Final save and validation.
+        # 7. Final save (and validation unless stopped early).
         if saved_step != step:
             last_saved = save(step)
-        if eval_graph and validated_step != step:
+        if eval_graph and validated_step != step and not stopped:
             last_result = validate(step)
+        train_writer.close()
+        eval_writer.close()
     return {'step': step, 'checkpoint': last_saved, 'eval_dir': eval_dir,
-            'validation': last_result}
+            'validation': last_result, 'stopped': stopped,
+            'best': best if best['mean_iou'] >= 0 else None}

@@ -1,0 +1,83 @@
+"""Run monitoring: TensorBoard event files, a JSON-lines history, and a progress plot.
+
+    OUTPUT_DIR/train/events.out.tfevents.*   loss, learning rate, images/s
+    OUTPUT_DIR/eval/events.out.tfevents.*    validation mIoU, per-class IoU, sample images
+    OUTPUT_DIR/train/history.jsonl           {'step', 'loss', 'learning_rate', 'images_per_s'}
+    OUTPUT_DIR/progress.png                  training loss and validation mIoU over steps
+"""
+import json
+import os
+
+import cv2
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from utils.fileio import atomic_path
+
+HISTORY_FILENAME = 'history.jsonl'
+PLOT_FILENAME = 'progress.png'
+
+
+def scalar_summary(values):
+    """tf.Summary of {tag: float}."""
+    return tf.Summary(value=[tf.Summary.Value(tag=tag, simple_value=float(v))
+                             for tag, v in values.items() if v is not None and v == v])
+
+
+def image_summary(tag, rgb):
+    """tf.Summary holding one uint8 RGB image."""
+    png = cv2.imencode('.png', np.ascontiguousarray(rgb[..., ::-1]))[1].tobytes()
+    image = tf.Summary.Image(height=rgb.shape[0], width=rgb.shape[1], colorspace=3,
+                             encoded_image_string=png)
+    return tf.Summary(value=[tf.Summary.Value(tag=tag, image=image)])
+
+
+def append_jsonl(path, record):
+    with open(path, 'a') as f:
+        f.write(json.dumps(record) + '\n')
+
+
+def read_jsonl(path):
+    """Records of a JSON-lines file; a torn last line (killed writer) is ignored."""
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
+
+
+def plot_progress(path, history, validations):
+    """Writes a PNG: training loss (left axis) and validation mIoU (right axis) over steps."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, loss_axis = plt.subplots(figsize=(8, 4.5))
+    if history:
+        loss_axis.plot([h['step'] for h in history], [h['loss'] for h in history],
+                       color='tab:blue', lw=1, label='training loss')
+    loss_axis.set_xlabel('step')
+    loss_axis.set_ylabel('training loss', color='tab:blue')
+    iou_axis = loss_axis.twinx()
+    if validations:
+        steps = [v['step'] for v in validations]
+        iou_axis.plot(steps, [v['mean_iou'] for v in validations], 'o-', color='tab:red',
+                      label='validation mIoU')
+        crf = [v['crf']['mean_iou'] for v in validations if 'crf' in v]
+        if len(crf) == len(steps):
+            iou_axis.plot(steps, crf, 's--', color='tab:orange', label='validation mIoU, CRF')
+    iou_axis.set_ylabel('validation mIoU', color='tab:red')
+    iou_axis.set_ylim(0, 1)
+    handles = loss_axis.get_legend_handles_labels()[0] + iou_axis.get_legend_handles_labels()[0]
+    if handles:
+        loss_axis.legend(handles, [h.get_label() for h in handles], loc='center right')
+    loss_axis.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp_path:
+        fig.savefig(tmp_path, format='png', dpi=90)
+    plt.close(fig)
