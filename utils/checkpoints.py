@@ -63,14 +63,19 @@ def plan_restore(checkpoint_path, variables, exclude_scopes=()):
     return restore, fresh, unused
 
 
-def make_init_fn(checkpoint_path, variables, exclude_scopes=(), log=print):
+def make_init_fn(checkpoint_path, variables, exclude_scopes=(), log=print, required=()):
     """Returns init_fn(session) that restores what the checkpoint has, after logging the plan.
 
     Call it after the global variables initialiser, so that unmatched variables keep their
-    fresh initial values.
+    fresh initial values. Variables named in `required` must be in the checkpoint.
     """
     checkpoint_path = resolve_checkpoint(checkpoint_path)
     restore, fresh, unused = plan_restore(checkpoint_path, variables, exclude_scopes)
+    missing = [name for name in fresh if name in set(required)]
+    if missing:
+        raise CheckpointError('checkpoint %s lacks %s of this model (a different network?); '
+                              'use another output directory' % (checkpoint_path,
+                                                                ', '.join(missing[:5])))
     log('Initialising %d variables from %s' % (len(restore), checkpoint_path))
     if fresh:
         log('Initialised fresh (not in the checkpoint, or excluded): %s' % ', '.join(fresh))

@@ -11,9 +11,12 @@ AUTOTUNE = tf.data.experimental.AUTOTUNE
 
 
 def train_dataset(record_spec, crop_size, batch_size, min_scale=1.0, max_scale=1.0,
-                  flip=True, jitter=False, shuffle_buffer=256):
+                  flip=True, jitter=False, shuffle_buffer=256, deterministic=False):
     """Endless shuffled batches: images float32 [batch, ch, cw, 3] (mean-subtracted),
-    labels int32 [batch, ch, cw] (IGNORE_LABEL where void or padded)."""
+    labels int32 [batch, ch, cw] (IGNORE_LABEL where void or padded).
+
+    `deterministic` decodes on one thread so that the random augmentations come in a fixed
+    order (with a graph-level seed, two runs then see the same batches)."""
     paths = resolve_record_paths(record_spec)
     dataset = tf.data.Dataset.from_tensor_slices(paths)
     dataset = dataset.shuffle(len(paths)).repeat()
@@ -26,7 +29,7 @@ def train_dataset(record_spec, crop_size, batch_size, min_scale=1.0, max_scale=1
         return preprocess_for_train(example['image'], example['label'], crop_size,
                                     min_scale, max_scale, flip, jitter)
 
-    dataset = dataset.map(_parse_and_augment, num_parallel_calls=AUTOTUNE)
+    dataset = dataset.map(_parse_and_augment, num_parallel_calls=1 if deterministic else AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=True)
     return dataset.prefetch(AUTOTUNE)
 

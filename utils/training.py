@@ -15,6 +15,7 @@ import math
 import os
 import time
 
+import tensorflow
 import tensorflow.compat.v1 as tf
 
 from nets import build_network
@@ -91,7 +92,8 @@ def build_training_graph(config, log):
     # 1. Data: endless augmented batches.
     dataset = train_dataset(config.dataset_train, config.crop_size, config.batch_size,
                             config.min_scale, config.max_scale, config.random_flip,
-                            config.photometric_jitter, config.shuffle_buffer)
+                            config.photometric_jitter, config.shuffle_buffer,
+                            config.deterministic)
     images, labels = tf.data.make_one_shot_iterator(dataset).get_next()
     # 2. Model and loss.
     logits, _ = build_network(images, config.num_classes, True,
@@ -120,8 +122,9 @@ def build_training_graph(config, log):
     for name, op in train_ops.items():
         with tf.control_dependencies([op]):
             next_steps[name] = global_step.read_value()  # the step count after this update
+    finite = tf.reduce_all([tf.reduce_all(tf.is_finite(v)) for v in trainable])
     return {'loss': loss, 'learning_rate': lr, 'global_step': global_step,
-            'next_step': next_steps}
+            'next_step': next_steps, 'weights_finite': finite}
 
 
 def train(config, log=print, should_stop=lambda: False):
@@ -145,8 +148,8 @@ def train(config, log=print, should_stop=lambda: False):
     graph = tf.Graph()
     with graph.as_default():
         tf.set_random_seed(config.seed)
-        if config.deterministic:
-            tf.config.experimental.enable_op_determinism()
+        if config.deterministic:  # process-wide: deterministic kernels from here on
+            tensorflow.config.experimental.enable_op_determinism()
         tensors = build_training_graph(config, log)
         global_step = tensors['global_step']
         # 4. Validation graph sharing the weights.
@@ -154,23 +157,28 @@ def train(config, log=print, should_stop=lambda: False):
                       if config.dataset_val else None)
         saver = tf.train.Saver(max_to_keep=config.keep_checkpoints)
         best_saver = tf.train.Saver(max_to_keep=1)
-        init_fn = (make_init_fn(config.checkpoint_path, tf.model_variables(),
-                                config.checkpoint_exclude_scopes, log)
-                   if config.checkpoint_path else None)
+        # 5. Initialisation: resume from our own latest checkpoint (optimizer state that it
+        # lacks, e.g. after changing the optimizer, starts fresh), else the pretrained one.
+        latest = tf.train.latest_checkpoint(train_dir)
+        if latest:
+            init_fn = make_init_fn(latest, tf.global_variables(), (), lambda *_: None,
+                                   required=[v.op.name for v in tf.model_variables()]
+                                   + [global_step.op.name])
+        elif config.checkpoint_path:
+            init_fn = make_init_fn(config.checkpoint_path, tf.model_variables(),
+                                   config.checkpoint_exclude_scopes, log)
+        else:
+            init_fn = None
 
     proto = session_rewrites(session_config(), config.precision)
     with tf.Session(graph=graph, config=proto) as session:
-        # 5. Initialise: resume from our own checkpoint, else the pretrained one, else scratch.
-        latest = tf.train.latest_checkpoint(train_dir)
+        session.run(tf.global_variables_initializer())
+        if init_fn:
+            init_fn(session)
         if latest:
-            saver.restore(session, latest)
             log('Resumed from %s at step %d' % (latest, session.run(global_step)))
-        else:
-            session.run(tf.global_variables_initializer())
-            if init_fn:
-                init_fn(session)
-            else:
-                log('No checkpoint_path: training from randomly initialised weights')
+        elif not init_fn:
+            log('No checkpoint_path: training from randomly initialised weights')
         train_writer = tf.summary.FileWriter(train_dir)
         eval_writer = tf.summary.FileWriter(eval_dir)
         best_path = os.path.join(eval_dir, BEST_FILENAME)
@@ -181,6 +189,10 @@ def train(config, log=print, should_stop=lambda: False):
         state = {'last_save_time': time.time()}
 
         def save(step):
+            if not session.run(tensors['weights_finite']):
+                raise TrainingError('weights became non-finite by step %d; not saving them, the '
+                                    'last good checkpoint is in %s (lower the learning rate?)'
+                                    % (step, train_dir))
             path = saver.save(session, os.path.join(train_dir, CHECKPOINT_BASENAME),
                               global_step=step)
             state['last_save_time'] = time.time()

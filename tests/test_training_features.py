@@ -1,0 +1,192 @@
+"""Augmentation alignment, schedules, two-stage fine-tuning, signals, NaN, seeds."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+from nets.vgg import MEAN_RGB
+from tests.conftest import ROOT
+from utils.config import IGNORE_LABEL, resolve_config
+from utils.monitoring import read_jsonl
+from utils.optimization import learning_rate
+from utils.preprocessing import preprocess_for_train
+from utils.training import train
+
+DEMO = os.path.join(ROOT, 'configs', 'demo.yaml')
+FAST = {'fc_depth': '16', 'crop_size': '64,64', 'batch_size': '2', 'log_every': '1'}
+
+
+def block_scene(size=(96, 128), block=16):
+    """An image whose label is derivable from its pixels: label = red // 60 per block."""
+    rng = np.random.RandomState(0)
+    labels = rng.randint(0, 4, (size[0] // block, size[1] // block))
+    labels = np.kron(labels, np.ones((block, block), int)).astype(np.uint8)
+    image = np.stack([labels * 60 + 20, rng.randint(0, 256, labels.shape),
+                      np.full(labels.shape, 90)], -1).astype(np.uint8)
+    return image, labels
+
+
+@pytest.mark.parametrize('scale', [(1.0, 1.0), (0.6, 1.7)])
+def test_augmentations_keep_image_and_label_aligned(scale):
+    image, labels = block_scene()
+    out_image, out_label = preprocess_for_train(tf.constant(image), tf.constant(labels),
+                                                (112, 144), scale[0], scale[1], flip=True,
+                                                jitter=False)
+    with tf.Session() as sess:
+        for _ in range(8):
+            img, lab = sess.run([out_image, out_label])
+            red = img[..., 0] + MEAN_RGB[0]
+            derived = np.clip(np.round((red - 20) / 60), 0, 3)
+            valid = lab != IGNORE_LABEL
+            # More than one pixel away from block edges (where bilinear resizing mixes the
+            # colours of two blocks) image and label must agree; a shift would break this.
+            edges = np.zeros(lab.shape, bool)
+            for axis in (0, 1):
+                step = np.diff(lab, axis=axis) != 0
+                pad = [(0, 0), (0, 0)]
+                pad[axis] = (0, 1)
+                edges |= np.pad(step, pad)
+                pad[axis] = (1, 0)
+                edges |= np.pad(step, pad)
+            distance = cv2.distanceTransform((~edges).astype(np.uint8), cv2.DIST_C, 3)
+            interior = valid & (distance >= 2)
+            assert interior.sum() > 0.3 * valid.sum()
+            assert (derived[interior] == lab[interior]).all()
+            if scale == (1.0, 1.0):
+                assert (derived[valid] == lab[valid]).all()
+            # Padding (crop larger than the image at scale 1) is void in the label and the
+            # mean in the image.
+            if scale == (1.0, 1.0):
+                assert (~valid).sum() == 112 * 144 - 96 * 128
+                np.testing.assert_allclose(img[~valid], 0, atol=1e-4)
+
+
+def test_photometric_jitter_changes_colours_not_labels():
+    image, labels = block_scene()
+    out_image, out_label = preprocess_for_train(tf.constant(image), tf.constant(labels),
+                                                (96, 128), flip=False, jitter=True)
+    with tf.Session() as sess:
+        img, lab = sess.run([out_image, out_label])
+    np.testing.assert_array_equal(lab, labels)
+    assert np.abs(img + np.array(MEAN_RGB) - image).max() > 1
+
+
+@pytest.mark.parametrize('overrides,expected', [
+    ({'lr_schedule': 'fixed'}, {0: 1e-2, 500: 1e-2, 999: 1e-2}),
+    ({'lr_schedule': 'step', 'lr_decay_steps': '100', 'lr_decay_rate': '0.5'},
+     {0: 1e-2, 99: 1e-2, 100: 5e-3, 250: 2.5e-3}),
+    ({'lr_schedule': 'poly', 'lr_power': '0.9'},
+     {0: 1e-2, 500: 1e-2 * 0.5 ** 0.9, 1000: 0.0}),
+    ({'lr_schedule': 'poly', 'warmup_steps': '10'},
+     {0: 1e-3, 4: 5e-3 * (1 - 4 / 1000) ** 0.9, 9: 1e-2 * (1 - 9 / 1000) ** 0.9}),
+])
+def test_schedule_values(overrides, expected):
+    config = resolve_config(None, dict(overrides, learning_rate='0.01', max_steps='1000'))
+    step = tf.placeholder(tf.int64, [])
+    lr = learning_rate(config, step)
+    with tf.Session() as sess:
+        for at, value in expected.items():
+            assert np.isclose(sess.run(lr, {step: at}), value, rtol=1e-5), at
+
+
+def checkpoint_values(path):
+    reader = tf.train.load_checkpoint(path)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name.startswith(('vgg_16/', 'fcn/')) and '/Adam' not in name}
+
+
+def test_two_stage_training_changes_only_the_head_first(demo_records, tmp_path):
+    out = str(tmp_path / 'run')
+    base = dict(FAST, dataset_train=demo_records[0], output_dir=out, stage1_steps='3',
+                save_every='100')
+
+    def run(steps):
+        with tf.Graph().as_default():
+            train(resolve_config(DEMO, dict(base, max_steps=str(steps))), log=lambda *_: None)
+        return checkpoint_values(os.path.join(out, 'train', 'model.ckpt-%d' % steps))
+
+    first, stage1_end, stage2 = run(1), run(3), run(5)
+    for name in first:
+        changed = not np.array_equal(first[name], stage1_end[name])
+        if name.startswith('vgg_16/'):
+            assert not changed, name
+        elif name.startswith('fcn/score'):
+            assert changed, name
+    assert any(not np.array_equal(stage1_end[n], stage2[n]) for n in first
+               if n.startswith('vgg_16/conv'))
+
+
+def test_sigterm_saves_and_resume_continues(demo_records, tmp_path):
+    out = str(tmp_path / 'run')
+    cmd = [sys.executable, os.path.join(ROOT, 'train.py'), '--config', DEMO, '--fc_depth', '16',
+           '--crop_size', '64,64', '--batch_size', '2', '--log_every', '1', '--save_every',
+           '1000', '--dataset_train', demo_records[0], '--output_dir', out]
+    proc = subprocess.Popen(cmd + ['--max_steps', '100000'], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    lines = []
+    deadline = time.time() + 300
+    for line in proc.stdout:
+        lines.append(line)
+        if 'step 3 Current Loss' in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=300)
+    log = ''.join(lines) + rest
+    assert proc.returncode == 0, log
+    assert 'Received SIGTERM' in log and 'Traceback' not in log
+    latest = tf.train.latest_checkpoint(os.path.join(out, 'train'))
+    stopped_at = int(latest.rsplit('-', 1)[1])
+    assert stopped_at >= 3
+    assert checkpoint_values(latest)  # loadable
+    result = subprocess.run(cmd + ['--max_steps', str(stopped_at + 2)], capture_output=True,
+                            text=True, cwd=ROOT, timeout=300)
+    assert 'Resumed from %s at step %d' % (latest, stopped_at) in result.stdout
+    assert 'step %d Current Loss' % (stopped_at + 1) in result.stdout
+
+
+def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(demo_records, tmp_path):
+    out = str(tmp_path / 'run')
+    base = dict(FAST, dataset_train=demo_records[0], output_dir=out, save_every='1')
+    with tf.Graph().as_default():
+        train(resolve_config(DEMO, dict(base, max_steps='1')), log=lambda *_: None)
+    good = checkpoint_values(os.path.join(out, 'train', 'model.ckpt-1'))
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'train.py'), '--config', DEMO, '--max_steps', '20',
+         '--optimizer', 'momentum', '--learning_rate', '1e30', '--momentum', '0.9']
+        + sum([['--' + k, v] for k, v in base.items()], []),
+        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 1
+    assert 'non-finite' in result.stderr or 'loss became' in result.stderr, result.stderr
+    assert 'Traceback' not in result.stderr
+    latest = tf.train.latest_checkpoint(os.path.join(out, 'train'))
+    for name, value in checkpoint_values(latest).items():
+        assert np.isfinite(value).all(), name
+    assert latest.endswith('-1') or all(np.isfinite(v).all() for v in good.values())
+
+
+def test_same_seed_same_losses(demo_records, tmp_path):
+    histories = []
+    for run in ('a', 'b'):
+        out = str(tmp_path / run)
+        overrides = dict(FAST, dataset_train=demo_records[0], output_dir=out, max_steps='4',
+                         seed='7', deterministic='true', min_scale='0.8', max_scale='1.2')
+        with tf.Graph().as_default():
+            train(resolve_config(DEMO, overrides), log=lambda *_: None)
+        histories.append([h['loss'] for h in read_jsonl(os.path.join(out, 'train',
+                                                                     'history.jsonl'))])
+    assert len(histories[0]) == 4
+    assert histories[0] == histories[1]
+
+
+def test_monitoring_outputs(trained_run):
+    from tests.conftest import ROOT as _  # noqa: F401
+    history = read_jsonl(os.path.join(trained_run, 'train', 'history.jsonl'))
+    assert [h['step'] for h in history][-1] == 3
+    assert any(n.startswith('events.out.tfevents') for n in
+               os.listdir(os.path.join(trained_run, 'train')))
