@@ -47,8 +47,37 @@ def pad_to_multiple(images, multiple):
     return tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
 
 
+def resize_to(net, reference):
+    """Bilinear resize of `net` to the spatial size of `reference` (for VALID-padded backbones
+    whose strides are not exact)."""
+    return tf.image.resize(net, tf.shape(reference)[1:3], method='bilinear')
+
+
+def upsample_and_fuse(net, skips, num_classes, learn_upsampling=True, exact=True):
+    """The FCN skip architecture: 2x upsample the scores, add the scores of a finer layer, repeat.
+
+    Args:
+      net: coarse class scores [batch, h, w, num_classes].
+      skips: [(name, features)] from coarse to fine, each at twice the previous resolution
+        (e.g. [('pool4', ...), ('pool3', ...)]); scored by zero-initialised `score_NAME`.
+      exact: the sizes match exactly (inputs padded to the stride); otherwise the upsampled
+        scores are resized to each skip's size.
+    Returns:
+      fused scores at the finest skip's resolution.
+    """
+    upscore_name = 'upscore2'
+    for name, features in skips:
+        net = upsample(net, num_classes, 2, learn_upsampling, upscore_name)
+        skip_score = score(features, num_classes, 'score_' + name)
+        if not exact:
+            net = resize_to(net, skip_score)
+        net = tf.add(net, skip_score, name='fuse_' + name)
+        upscore_name = 'upscore_' + name
+    return net
+
+
 def fcn(images, num_classes, is_training=True, model='fcn8s', dropout_keep_prob=0.5,
-        fc_depth=FC_DEPTH, at_once=False, learn_upsampling=True, scope=HEAD_SCOPE):
+        fc_depth=FC_DEPTH, at_once=False, learn_upsampling=True, scope=HEAD_SCOPE, **unused):
     """FCN on VGG16.
 
     Args:
@@ -61,26 +90,24 @@ def fcn(images, num_classes, is_training=True, model='fcn8s', dropout_keep_prob=
     """
     if model not in SKIPS:
         raise ValueError('unknown model %r; choose one of %s' % (model, ', '.join(SKIPS)))
-    input_shape = tf.shape(images)
     padded = pad_to_multiple(images, OUTPUT_STRIDE)
     net, end_points = vgg_16(padded, None, is_training, dropout_keep_prob, fc_depth)
-    backbone = dict(end_points)
+    skips = [(name, end_points['vgg_16/' + name]) for name in SKIPS[model]]
+    if at_once:
+        skips = [(name, features * AT_ONCE_SCALES[name]) for name, features in skips]
     with tf.variable_scope(scope, 'fcn', [net]) as sc:
         net = score(net, num_classes, 'score_fr')  # [batch, H/32, W/32, num_classes]
-        stride = OUTPUT_STRIDE
-        upscore_name = 'upscore2'
-        for skip in SKIPS[model]:
-            # 1. Upsample the coarse scores 2x; 2. score the finer pool layer; 3. fuse by sum.
-            net = upsample(net, num_classes, 2, learn_upsampling, upscore_name)
-            skip_net = backbone['vgg_16/' + skip]
-            if at_once:
-                skip_net = skip_net * AT_ONCE_SCALES[skip]
-            net = tf.add(net, score(skip_net, num_classes, 'score_' + skip),
-                         name='fuse_' + skip)  # [batch, H/stride*2, W/stride*2, num_classes]
-            stride //= 2
-            upscore_name = 'upscore_' + skip
+        net = upsample_and_fuse(net, skips, num_classes, learn_upsampling)
+        stride = OUTPUT_STRIDE // 2 ** len(skips)
         net = upsample(net, num_classes, stride, learn_upsampling, 'upscore%d' % stride)
-        logits = net[:, :input_shape[1], :input_shape[2], :]
-        logits.set_shape(images.shape[:3].concatenate([num_classes]))
+        logits = crop_to_input(net, images, num_classes)
         end_points[sc.name + '/logits'] = logits
     return logits, end_points
+
+
+def crop_to_input(net, images, num_classes):
+    """Crops [batch, H', W', n] (H' >= h) to the input's [batch, h, w, n]."""
+    input_shape = tf.shape(images)
+    logits = net[:, :input_shape[1], :input_shape[2], :]
+    logits.set_shape(images.shape[:3].concatenate([num_classes]))
+    return logits

@@ -49,6 +49,10 @@ class Config:
     fc_depth: int = 4096  # depth of fc6/fc7; 4096 is VGG16's and needed to load vgg_16.ckpt fc6/fc7
     dropout_keep_prob: float = 0.5
     weight_decay: float = 5e-4
+    depth_multiplier: float = 1.0  # MobileNet / Inception channel multiplier
+    final_endpoint: str = 'Conv2d_13_pointwise'  # MobileNet layer the head starts from
+    classifier_kernel: int = 7  # MobileNet FCN head: depthwise kernel size
+    classifier_depth: int = 1024  # MobileNet FCN head: pointwise depth
     at_once: bool = False  # FCN-8s at-once: scale pool4 by 0.01 and pool3 by 0.0001
     learn_upsampling: bool = True  # False: transposed convs stay fixed bilinear
     precision: str = 'float32'  # float32 | mixed_bfloat16 (CPU, oneDNN) | mixed_float16 (GPU)
@@ -104,6 +108,12 @@ class Config:
         if len(self.crop_size) != 2 or min(self.crop_size) < 32:
             raise ConfigError('crop_size must be HEIGHT,WIDTH with both >= 32 (the network '
                               'stride), got %r' % (self.crop_size,))
+        from nets import MIN_INPUT_SIZE, MODELS
+        if self.model not in MODELS:
+            raise ConfigError('model must be one of %s, got %r' % (', '.join(MODELS), self.model))
+        if min(self.crop_size) < MIN_INPUT_SIZE[self.model]:
+            raise ConfigError('crop_size %r is too small for %s (needs >= %d)'
+                              % (self.crop_size, self.model, MIN_INPUT_SIZE[self.model]))
         if not 0 < self.min_scale <= self.max_scale:
             raise ConfigError('need 0 < min_scale <= max_scale, got %r, %r'
                               % (self.min_scale, self.max_scale))
@@ -147,7 +157,10 @@ class Config:
         """Keyword arguments of nets.build_network that define the network (not training)."""
         return {'model': self.model, 'weight_decay': self.weight_decay,
                 'fc_depth': self.fc_depth, 'at_once': self.at_once,
-                'learn_upsampling': self.learn_upsampling}
+                'learn_upsampling': self.learn_upsampling,
+                'depth_multiplier': self.depth_multiplier, 'final_endpoint': self.final_endpoint,
+                'classifier_kernel': self.classifier_kernel,
+                'classifier_depth': self.classifier_depth}
 
     def crf_params(self):
         """Keyword arguments of utils.crf.dense_crf."""

@@ -37,7 +37,8 @@ CHECKPOINT_BASENAME = 'model.ckpt'
 METRICS_FILENAME = 'metrics.jsonl'
 BEST_FILENAME = 'best.json'
 # Keys that change the network's variables: a run cannot resume under different values.
-MODEL_KEYS = ('model', 'num_classes', 'fc_depth')
+MODEL_KEYS = ('model', 'num_classes', 'fc_depth', 'depth_multiplier', 'final_endpoint',
+              'classifier_kernel', 'classifier_depth')
 
 
 class TrainingError(RuntimeError):

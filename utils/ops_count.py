@@ -1,0 +1,71 @@
+"""Operation counts per layer for any network of the factory at any input size.
+
+FLOPs are counted as 2 x multiply-accumulates of convolutions (dense, depthwise and
+transposed) and matrix products, at batch 1; batch norm, activations and additions are left
+out, as in the usual deployment tables.
+
+    rows = count_ops((320, 480), 7, model='mobilenet_v1_fcn', depth_multiplier=0.5)
+"""
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from nets import build_network
+
+COUNTED_OPS = ('Conv2D', 'DepthwiseConv2dNative', 'Conv2DBackpropInput', 'MatMul')
+
+
+def _layer_name(op_name):
+    """'MobilenetV1/Conv2d_1_depthwise/depthwise' -> 'Conv2d_1_depthwise'."""
+    parts = op_name.split('/')[1:-1]
+    return '/'.join(parts) or op_name
+
+
+def _macs(op_type, input_shape, kernel_shape, output_shape):
+    if op_type == 'Conv2D':
+        return np.prod(output_shape[1:]) * np.prod(kernel_shape[:3])
+    if op_type == 'DepthwiseConv2dNative':
+        return np.prod(output_shape[1:]) * np.prod(kernel_shape[:2])
+    if op_type == 'Conv2DBackpropInput':  # input_shape: the map being upsampled
+        return np.prod(input_shape[1:]) * np.prod(kernel_shape[:2]) * kernel_shape[2]
+    return input_shape[0] * input_shape[1] * kernel_shape[1]  # MatMul [m, k] x [k, n]
+
+
+def count_ops(input_size, num_classes, **network_args):
+    """[(layer name, MFLOPs)] in graph order for one image of `input_size` (height, width);
+    `network_args` (model=..., ...) go to nets.build_network."""
+    with tf.Graph().as_default() as graph:
+        images = tf.zeros([1, input_size[0], input_size[1], 3], tf.float32)
+        build_network(images, num_classes, False, **network_args)
+        ops = [op for op in graph.get_operations() if op.type in COUNTED_OPS]
+        fetches = []
+        for op in ops:
+            data = op.inputs[2] if op.type == 'Conv2DBackpropInput' else op.inputs[0]
+            fetches.append((tf.shape(data), tf.shape(op.inputs[1]), tf.shape(op.outputs[0])))
+        with tf.Session() as session:
+            session.run(tf.global_variables_initializer())
+            shapes = session.run(fetches)
+    rows = {}
+    for op, (input_shape, kernel_shape, output_shape) in zip(ops, shapes):
+        name = _layer_name(op.name)
+        rows[name] = rows.get(name, 0) + 2 * _macs(op.type, input_shape, kernel_shape,
+                                                     output_shape) / 1e6
+    return list(rows.items())
+
+
+def budget(total_mflops, cameras, fps, budget_gops=None):
+    """GOPS needed for `cameras` x `fps` images per second, and whether a budget holds."""
+    needed = cameras * fps * total_mflops / 1000.0
+    return {'images_per_second': cameras * fps, 'gops_needed': needed,
+            'budget_gops': budget_gops,
+            'fits': None if budget_gops is None else needed <= budget_gops}
+
+
+def format_table(rows):
+    """A fixed-width table: layer, MFLOPs, % of total, and the total."""
+    total = sum(v for _, v in rows)
+    width = max([len(n) for n, _ in rows] + [5])
+    lines = ['%-*s %12s %7s' % (width, 'layer', 'MFLOPs', '%'), '-' * (width + 21)]
+    lines += ['%-*s %12.1f %6.1f%%' % (width, name, value, 100 * value / total)
+              for name, value in rows]
+    lines += ['-' * (width + 21), '%-*s %12.1f %6.1f%%' % (width, 'total', total, 100.0)]
+    return '\n'.join(lines)
