@@ -11,7 +11,7 @@ import functools
 import tf_slim as slim
 
 from nets.fcn import fcn
-from nets.inception_v3_fcn import MIN_SIZE as INCEPTION_MIN_SIZE, inception_v3_fcn
+from nets.inception_v3_fcn import inception_v3_fcn
 from nets.mobilenet_v1 import mobilenet_v1_fcn, mobilenet_v1_fcn8s
 from nets.vgg import vgg_arg_scope
 
@@ -32,9 +32,6 @@ NETWORKS = {
     'inception_v3_fcn8s': functools.partial(inception_v3_fcn, skips='8s'),
 }
 MODELS = tuple(NETWORKS)
-# Smallest input side each network accepts (VGG and MobileNet pad to their stride).
-MIN_INPUT_SIZE = {name: (INCEPTION_MIN_SIZE if name.startswith('inception') else 1)
-                  for name in NETWORKS}
 # The classifier scopes of the published classification checkpoints of each backbone.
 CLASSIFIER_SCOPES = {'vgg_16': ('vgg_16/fc8',), 'MobilenetV1': ('MobilenetV1/Logits',),
                      'InceptionV3': ('InceptionV3/Logits', 'InceptionV3/AuxLogits')}

@@ -11,13 +11,13 @@ import tf_slim as slim
 from tf_slim.nets import inception_v3
 
 from nets.batch_norm import batch_norm
-from nets.fcn import resize_to, score, upsample, upsample_and_fuse
+from nets.fcn import crop_to_input, resize_to, score, upsample, upsample_and_fuse
 from nets.mobilenet_v1 import to_mobilenet_range
 
 # Skip endpoints by head, coarse to fine: Mixed_7c is at stride 32, Mixed_6e 16, Mixed_5d 8.
 SKIPS = {'32s': (), '16s': ('Mixed_6e',), '8s': ('Mixed_6e', 'Mixed_5d')}
 FINAL_ENDPOINT = 'Mixed_7c'
-MIN_SIZE = 75  # Inception v3's VALID stem needs at least this many pixels
+MIN_SIZE = 75  # Inception v3's VALID stem needs this many pixels; smaller inputs are padded
 
 
 def inception_v3_fcn_arg_scope(is_training=True, weight_decay=0.00004):
@@ -39,16 +39,20 @@ def inception_v3_fcn(images, num_classes, is_training=True, skips='8s', dropout_
     """Inception v3 FCN-32s/16s/8s.
 
     Args:
-      images: float [batch, h, w, 3], RGB minus nets.vgg.MEAN_RGB, h and w >= MIN_SIZE.
+      images: float [batch, h, w, 3], RGB minus nets.vgg.MEAN_RGB (padded with the mean to at
+        least MIN_SIZE).
       skips: '32s', '16s' or '8s'.
     Returns:
       logits [batch, h, w, num_classes], end_points.
     """
     if skips not in SKIPS:
         raise ValueError('skips must be one of %s, got %r' % (', '.join(SKIPS), skips))
+    shape = tf.shape(images)
+    padded = tf.pad(images, [[0, 0], [0, tf.maximum(MIN_SIZE - shape[1], 0)],
+                             [0, tf.maximum(MIN_SIZE - shape[2], 0)], [0, 0]])
     with slim.arg_scope(inception_v3_fcn_arg_scope(is_training, weight_decay)):
         net, end_points = inception_v3.inception_v3_base(
-            to_mobilenet_range(images), final_endpoint=FINAL_ENDPOINT,
+            to_mobilenet_range(padded), final_endpoint=FINAL_ENDPOINT,
             depth_multiplier=depth_multiplier)
         with tf.variable_scope(scope, 'fcn', [net]):
             net = slim.dropout(net, dropout_keep_prob, is_training=is_training, scope='dropout')
@@ -57,7 +61,6 @@ def inception_v3_fcn(images, num_classes, is_training=True, skips='8s', dropout_
                                     num_classes, learn_upsampling, exact=False)
             stride = 32 // 2 ** len(SKIPS[skips])
             net = upsample(net, num_classes, stride, learn_upsampling, 'upscore%d' % stride)
-            logits = resize_to(net, images)
-            logits.set_shape(images.shape[:3].concatenate([num_classes]))
+            logits = crop_to_input(resize_to(net, padded), images, num_classes)
     end_points['logits'] = logits
     return logits, end_points

@@ -50,9 +50,10 @@ def vgg_16(inputs, num_classes=None, is_training=True, dropout_keep_prob=0.5,
             if num_classes:
                 net = slim.conv2d(net, num_classes, [1, 1], activation_fn=None,
                                   normalizer_fn=None, scope='fc8')
-        # Key by the variable scope ('vgg_16/pool4') even when a reuse got name scope 'vgg_16_1'.
+        # Keyed 'vgg_16/pool4' whatever the enclosing scopes, and also when a reuse got the
+        # name scope 'vgg_16_1'.
         name_scope = sc.original_name_scope
-        end_points = {sc.name + '/' + key[len(name_scope):] if key.startswith(name_scope) else key:
+        end_points = {scope + '/' + key[len(name_scope):] if key.startswith(name_scope) else key:
                       value for key, value in
                       slim.utils.convert_collection_to_dict(end_points_collection).items()}
         return net, end_points

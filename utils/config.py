@@ -108,12 +108,9 @@ class Config:
         if len(self.crop_size) != 2 or min(self.crop_size) < 32:
             raise ConfigError('crop_size must be HEIGHT,WIDTH with both >= 32 (the network '
                               'stride), got %r' % (self.crop_size,))
-        from nets import MIN_INPUT_SIZE, MODELS
+        from nets import MODELS
         if self.model not in MODELS:
             raise ConfigError('model must be one of %s, got %r' % (', '.join(MODELS), self.model))
-        if min(self.crop_size) < MIN_INPUT_SIZE[self.model]:
-            raise ConfigError('crop_size %r is too small for %s (needs >= %d)'
-                              % (self.crop_size, self.model, MIN_INPUT_SIZE[self.model]))
         if not 0 < self.min_scale <= self.max_scale:
             raise ConfigError('need 0 < min_scale <= max_scale, got %r, %r'
                               % (self.min_scale, self.max_scale))

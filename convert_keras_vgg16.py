@@ -1,0 +1,33 @@
+"""Converts Keras VGG16 ImageNet weights (.h5, e.g. vgg16_weights_tf_dim_ordering_tf_kernels.h5)
+into a tf-slim vgg_16 checkpoint that train.py --checkpoint_path takes.
+
+    python convert_keras_vgg16.py --h5 vgg16_weights_tf_dim_ordering_tf_kernels.h5 --output_path vgg_16.ckpt
+"""
+import argparse
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from utils.keras_convert import keras_to_slim, read_keras_vgg16, write_checkpoint  # noqa: E402
+from utils.runtime import setup_tensorflow  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--h5', required=True, help='Keras VGG16 weights file')
+    p.add_argument('--output_path', required=True, help='checkpoint prefix to write')
+    args = p.parse_args(argv)
+    setup_tensorflow()
+    try:
+        variables = keras_to_slim(read_keras_vgg16(args.h5))
+    except (OSError, ValueError) as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 1
+    path = write_checkpoint(variables, args.output_path)
+    print('Wrote %d variables to %s' % (len(variables), path))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
