@@ -52,7 +52,7 @@ def main(argv=None):
         config = resolve_config(args.config, overrides_from_args(args))
         log('Config: %s' % config.to_dict())
         summary = train(config, log, should_stop=stop_on_signals(log))
-    except (ConfigError, CheckpointError, TrainingError, FileNotFoundError) as e:
+    except (ConfigError, CheckpointError, TrainingError, OSError) as e:
         print('error: %s' % e, file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -8,6 +8,8 @@ import os
 
 import tensorflow.compat.v1 as tf
 
+from nets.fcn import HEAD_SCOPE
+
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable or does not fit the model."""
@@ -55,9 +57,10 @@ def plan_restore(checkpoint_path, variables, exclude_scopes=()):
         raise CheckpointError('checkpoint %s does not fit the model (exclude these scopes with '
                               '--checkpoint_exclude_scopes, or check the model settings):\n  %s'
                               % (checkpoint_path, '\n  '.join(mismatched)))
-    if not restore:
-        raise CheckpointError('checkpoint %s holds none of the model\'s variables (e.g. %s); is it '
-                              'a checkpoint of another network?'
+    backbone = [name for name in restore if not name.startswith(HEAD_SCOPE + '/')]
+    if not backbone and any(not v.op.name.startswith(HEAD_SCOPE + '/') for v in variables):
+        raise CheckpointError('checkpoint %s holds none of the model\'s backbone variables (e.g. '
+                              '%s); is it a checkpoint of another network?'
                               % (checkpoint_path, variables[0].op.name if variables else '-'))
     unused = sorted(n for n in shapes if n not in restore and not _excluded(n, exclude_scopes))
     return restore, fresh, unused

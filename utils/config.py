@@ -13,9 +13,9 @@ import yaml
 
 from utils import crf as crf_defaults
 from utils.fileio import atomic_write_text
+from utils.tfrecord import IGNORE_LABEL  # void label of every record this suite writes
 
 CONFIG_FILENAME = 'config.yaml'
-IGNORE_LABEL = 255  # label value of void/ignored pixels in every TFRecord this suite writes
 
 
 class ConfigError(ValueError):

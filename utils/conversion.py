@@ -17,7 +17,7 @@ import tensorflow.compat.v1 as tf
 
 from utils.config import IGNORE_LABEL
 from utils.datasets import PairError, label_lookup_table, read_label, remap_and_check_label
-from utils.fileio import atomic_path, atomic_write_text
+from utils.fileio import atomic_path, atomic_write_text, remove_stale_temporaries
 from utils.tfrecord import (KEY_ENCODED, KEY_FILENAME, KEY_HEIGHT, KEY_LABEL, KEY_LABEL_FORMAT,
                             KEY_WIDTH, make_example)
 
@@ -117,22 +117,15 @@ def _task_results(tasks, num_workers):
         yield pool.imap(_encode_task, tasks, chunksize=4)
 
 
-def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=False,
-                  log=print, progress=None):
-    """Writes every usable pair of `pairs` to `output_path` (or its shards); returns the report.
+def _write_records(pairs, paths, spec, num_workers, strict, progress, log):
+    """Encodes `pairs` into the record files `paths` (round-robin), all or nothing.
 
-    The report (also saved as OUTPUT_PATH.report.json) counts written and skipped pairs, lists
-    each skipped pair with its reason, the size range, per-class pixel counts and frequencies,
-    and median-frequency class weights. With `strict`, any unusable pair fails the conversion
-    and nothing is written. `progress`, if given, wraps the result iterator (e.g. tqdm).
+    Returns (skipped entries, class pixel counts [n + 1], image pixel counts [n], sizes).
     """
-    start = time.time()
     n = spec.num_classes
-    skipped = []
+    skipped, sizes = [], []
     class_pixels = np.zeros(n + 1, np.int64)  # last bin: ignored pixels
     image_pixels = np.zeros(n, np.int64)  # labelled pixels of the images where a class occurs
-    sizes = []
-    paths = shard_paths(output_path, num_shards)
     with contextlib.ExitStack() as stack:
         tmp_paths = [stack.enter_context(atomic_path(p)) for p in paths]
         tasks = [(image, label, spec) for image, label in pairs]
@@ -145,7 +138,7 @@ def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=
                 skipped.append({'image': image_path, 'label': label_path, 'reason': info})
                 log('skipped: %s' % info)
                 continue
-            writers[len(sizes) % num_shards].write(serialized)
+            writers[len(sizes) % len(paths)].write(serialized)
             sizes.append(shape)
             class_pixels += info
             image_pixels[info[:n] > 0] += info[:n].sum()
@@ -153,11 +146,38 @@ def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=
             writer.close()
         reasons = ''.join('\n  ' + item['reason'] for item in skipped[:5])
         if strict and skipped:
-            raise RuntimeError('%d of %d pairs are unusable (--strict); nothing written to %s:%s'
-                               % (len(skipped), len(pairs), output_path, reasons))
+            raise PairError('%d of %d pairs are unusable (--strict); nothing written to %s:%s'
+                            % (len(skipped), len(pairs), paths[0], reasons))
         if not sizes:
-            raise RuntimeError('no usable image/label pair among %d; nothing written to %s:%s'
-                               % (len(pairs), output_path, reasons))
+            raise PairError('no usable image/label pair among %d; nothing written to %s:%s'
+                            % (len(pairs), paths[0], reasons))
+    return skipped, class_pixels, image_pixels, sizes
+
+
+def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=False,
+                  log=print, progress=None):
+    """Writes every usable pair of `pairs` to `output_path` (or its shards); returns the report.
+
+    The report (also saved as OUTPUT_PATH.report.json) counts written and skipped pairs, lists
+    each skipped pair with its reason, the size range, per-class pixel counts and frequencies,
+    and median-frequency class weights. With `strict`, any unusable pair fails the conversion
+    and nothing is written. `progress`, if given, wraps the result iterator (e.g. tqdm).
+    Raises RuntimeError when nothing could be written; earlier output is then untouched.
+    """
+    start = time.time()
+    n = spec.num_classes
+    paths = shard_paths(output_path, num_shards)
+    for path in paths + [output_path + REPORT_SUFFIX]:
+        remove_stale_temporaries(path)
+    try:
+        skipped, class_pixels, image_pixels, sizes = _write_records(
+            pairs, paths, spec, num_workers, strict, progress, log)
+    except PairError as e:
+        raise RuntimeError(str(e)) from None
+    except (OSError, tf.errors.OpError) as e:
+        raise RuntimeError('cannot write %s (%s); free some space or choose another '
+                           '--output_path: earlier files there are untouched'
+                           % (output_path, str(e).split('\n')[0])) from None
     seconds = time.time() - start
     labelled = class_pixels[:n].sum()
     report = {
@@ -178,7 +198,11 @@ def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=
         'seconds': round(seconds, 2),
         'images_per_second': round(len(pairs) / max(seconds, 1e-9), 2),
     }
-    atomic_write_text(output_path + REPORT_SUFFIX, json.dumps(report, indent=2))
+    try:
+        atomic_write_text(output_path + REPORT_SUFFIX, json.dumps(report, indent=2))
+    except OSError as e:
+        raise RuntimeError('records written, but the report %s could not be (%s)'
+                           % (output_path + REPORT_SUFFIX, e)) from None
     return report
 
 

@@ -11,12 +11,15 @@ AUTOTUNE = tf.data.experimental.AUTOTUNE
 
 
 def train_dataset(record_spec, crop_size, batch_size, min_scale=1.0, max_scale=1.0,
-                  flip=True, jitter=False, shuffle_buffer=256, deterministic=False):
+                  flip=True, jitter=False, shuffle_buffer=256, deterministic=False,
+                  failures=None):
     """Endless shuffled batches: images float32 [batch, ch, cw, 3] (mean-subtracted),
     labels int32 [batch, ch, cw] (IGNORE_LABEL where void or padded).
 
     `deterministic` decodes on one thread so that the random augmentations come in a fixed
-    order (with a graph-level seed, two runs then see the same batches)."""
+    order (with a graph-level seed, two runs then see the same batches). Records that do not
+    decode are skipped and named in `failures` (a utils.tfrecord.DecodeFailures).
+    """
     paths = resolve_record_paths(record_spec)
     dataset = tf.data.Dataset.from_tensor_slices(paths)
     dataset = dataset.shuffle(len(paths)).repeat()
@@ -24,29 +27,30 @@ def train_dataset(record_spec, crop_size, batch_size, min_scale=1.0, max_scale=1
                                  num_parallel_calls=AUTOTUNE)
     dataset = dataset.shuffle(shuffle_buffer)
 
-    def _parse_and_augment(serialized):
-        example = parse_example(serialized)
-        return preprocess_for_train(example['image'], example['label'], crop_size,
-                                    min_scale, max_scale, flip, jitter)
-
-    dataset = dataset.map(_parse_and_augment, num_parallel_calls=1 if deterministic else AUTOTUNE)
+    parallel = 1 if deterministic else AUTOTUNE
+    dataset = dataset.map(lambda s: parse_example(s, failures), num_parallel_calls=parallel)
+    dataset = dataset.filter(lambda example: example['ok'])
+    dataset = dataset.map(lambda example: preprocess_for_train(
+        example['image'], example['label'], crop_size, min_scale, max_scale, flip, jitter),
+        num_parallel_calls=parallel)
     dataset = dataset.batch(batch_size, drop_remainder=True)
     return dataset.prefetch(AUTOTUNE)
 
 
-def eval_dataset(record_spec, num_images=0):
+def eval_dataset(record_spec, num_images=0, failures=None):
     """One pass, one full-size image at a time (sizes may differ between images).
 
     Yields dicts: 'image' uint8 [1, h, w, 3], 'label' int32 [1, h, w], 'filename' string [1].
-    `num_images` > 0 stops after that many.
+    `num_images` > 0 stops after that many records; records that do not decode are skipped.
     """
     paths = resolve_record_paths(record_spec)
     dataset = tf.data.TFRecordDataset(paths)
     if num_images:
         dataset = dataset.take(num_images)
 
-    def _parse(serialized):
-        example = parse_example(serialized)
-        return {'image': example['image'], 'label': tf.cast(example['label'], tf.int32), 'filename': example['filename']}
-
-    return dataset.map(_parse, num_parallel_calls=AUTOTUNE).batch(1).prefetch(2)
+    dataset = dataset.map(lambda s: parse_example(s, failures), num_parallel_calls=AUTOTUNE)
+    dataset = dataset.filter(lambda example: example['ok'])
+    dataset = dataset.map(lambda example: {'image': example['image'],
+                                           'label': tf.cast(example['label'], tf.int32),
+                                           'filename': example['filename']})
+    return dataset.batch(1).prefetch(2)

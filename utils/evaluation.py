@@ -14,7 +14,8 @@ from utils.tfrecord import count_records, resolve_record_paths
 from utils.visualization import colorize, make_palette, write_sample_jpegs
 
 
-def build_eval_graph(config, record_spec, num_images=0, scales=(1.0,), flip=False):
+def build_eval_graph(config, record_spec, num_images=0, scales=(1.0,), flip=False,
+                     failures=None):
     """Validation tensors for one image at a time, at its own size, in the default graph.
 
     Returns a dict: 'init' (starts a pass), 'num_images', and per-image tensors 'image' uint8
@@ -23,7 +24,8 @@ def build_eval_graph(config, record_spec, num_images=0, scales=(1.0,), flip=Fals
     """
     num_records = count_records(resolve_record_paths(record_spec))
     num_images = min(num_records, num_images or num_records)
-    iterator = tf.data.make_initializable_iterator(eval_dataset(record_spec, num_images))
+    iterator = tf.data.make_initializable_iterator(eval_dataset(record_spec, num_images,
+                                                                failures))
     batch = iterator.get_next()
     return {'init': iterator.initializer, 'num_images': num_images, 'image': batch['image'],
             'label': batch['label'], 'filename': batch['filename'],
@@ -35,7 +37,10 @@ def iterate_eval(session, graph):
     session.run(graph['init'])
     fetches = {k: graph[k] for k in ('image', 'label', 'probabilities', 'filename')}
     for _ in range(graph['num_images']):
-        out = session.run(fetches)
+        try:
+            out = session.run(fetches)
+        except tf.errors.OutOfRangeError:  # records that did not decode were skipped
+            return
         yield (out['image'][0], out['label'][0], out['probabilities'][0],
                out['filename'][0].decode('utf-8', 'replace'))
 
@@ -65,7 +70,9 @@ def run_validation(session, graph, config, step, draw_dir=None, log=print):
     crf_hist = np.zeros_like(hist)
     jpegs, sample = [], {}
     total = graph['num_images']
+    count = 0
     for index, (image, label, probs, _) in enumerate(iterate_eval(session, graph)):
+        count += 1
         prediction, crf_prediction = crf_predictions(image, probs, config)
         if index == 0:
             sample = {'image': image, 'annotation': colorize(label, palette),
@@ -82,7 +89,7 @@ def run_validation(session, graph, config, step, draw_dir=None, log=print):
     result = scores(hist)
     if config.crf:
         result['crf'] = scores(crf_hist)
-    result['num_images'] = graph['num_images']
+    result['num_images'] = count
     result['jpegs'] = jpegs
     result['sample_pictures'] = sample
     return result

@@ -4,6 +4,7 @@ Everything the suite writes (TFRecords, reports, configs, JPEGs) goes through he
 interrupted run never leaves a valid-looking partial file behind.
 """
 import contextlib
+import glob
 import os
 import tempfile
 
@@ -35,3 +36,13 @@ def atomic_write_bytes(path, data):
 def atomic_write_text(path, text):
     """Writes `text` (str, UTF-8) to `path` atomically."""
     atomic_write_bytes(path, text.encode('utf-8'))
+
+
+def remove_stale_temporaries(path):
+    """Removes temporaries of `path` left by a killed writer; returns how many."""
+    directory = os.path.dirname(os.path.abspath(path))
+    stale = glob.glob(os.path.join(directory, '.' + glob.escape(os.path.basename(path)) + '*.tmp'))
+    for tmp_path in stale:
+        with contextlib.suppress(OSError):
+            os.remove(tmp_path)
+    return len(stale)

@@ -4,9 +4,13 @@ Keys follow the classic FCN homework converter. This suite stores the label PNG-
 it with `image/label/format`; records of the homework converter hold the label as raw uint8 bytes
 (height x width) with no format key, and the reader accepts both.
 """
-import os
 import glob
+import itertools
+import os
+import threading
 
+import cv2
+import numpy as np
 import tensorflow.compat.v1 as tf
 
 KEY_HEIGHT = 'image/height'
@@ -17,6 +21,7 @@ KEY_FORMAT = 'image/format'
 KEY_LABEL = 'image/label'
 KEY_LABEL_FORMAT = 'image/label/format'
 LABEL_FORMAT_PNG = b'png'
+IGNORE_LABEL = 255  # label value of void pixels (utils.config re-exports it)
 
 
 def _bytes(value):
@@ -51,25 +56,99 @@ _FEATURES = {
 }
 
 
-def parse_example(serialized):
+class DecodeFailures:
+    """Counts records whose image or label cannot be decoded (thread-safe), with their names."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.names = []
+
+    def add(self, name):
+        with self._lock:
+            self.names.append(name)
+
+    @property
+    def count(self):
+        return len(self.names)
+
+
+def decode_pair(encoded_image, encoded_label, label_format, height, width):
+    """(RGB uint8 [h, w, 3], label uint8 [h, w]) of one record's bytes, or None when the bytes
+    do not decode or disagree with the stored size."""
+    image = cv2.imdecode(np.frombuffer(encoded_image, np.uint8), cv2.IMREAD_COLOR)
+    if label_format == LABEL_FORMAT_PNG:
+        label = cv2.imdecode(np.frombuffer(encoded_label, np.uint8), cv2.IMREAD_UNCHANGED)
+    elif len(encoded_label) == height * width:  # homework records: raw uint8 bytes
+        label = np.frombuffer(encoded_label, np.uint8).reshape(height, width)
+    else:
+        label = None
+    if (image is None or label is None or label.ndim != 2
+            or image.shape[:2] != (height, width) or label.shape != (height, width)):
+        return None
+    return image[..., ::-1], label
+
+
+def parse_example(serialized, failures=None):
     """Decodes one serialized Example.
 
     Returns a dict: 'image' uint8 [h, w, 3] RGB, 'label' uint8 [h, w] class indices,
-    'filename' string scalar.
+    'filename' string scalar, 'ok' bool scalar (False: the record did not decode; image and
+    label are then empty and the record's filename is added to `failures`).
     """
     features = tf.parse_single_example(serialized, _FEATURES)
-    height = tf.cast(features[KEY_HEIGHT], tf.int32)
-    width = tf.cast(features[KEY_WIDTH], tf.int32)
-    image = tf.io.decode_image(features[KEY_ENCODED], channels=3, expand_animations=False)
-    image = tf.reshape(image, [height, width, 3])
-    encoded_label = features[KEY_LABEL]
-    label = tf.cond(
-        tf.equal(features[KEY_LABEL_FORMAT], LABEL_FORMAT_PNG),
-        lambda: tf.io.decode_png(encoded_label, channels=1),
-        # Homework records: raw uint8 bytes, height x width.
-        lambda: tf.reshape(tf.io.decode_raw(encoded_label, tf.uint8), [height, width, 1]))
-    label = tf.reshape(label, [height, width])
-    return {'image': image, 'label': label, 'filename': features[KEY_FILENAME]}
+
+    def _decode(encoded_image, encoded_label, label_format, height, width, filename):
+        pair = decode_pair(encoded_image, encoded_label, label_format, int(height), int(width))
+        if pair is None:
+            if failures is not None:
+                failures.add(filename.decode('utf-8', 'replace'))
+            return np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.uint8), False
+        return np.ascontiguousarray(pair[0]), np.ascontiguousarray(pair[1]), True
+
+    image, label, ok = tf.numpy_function(
+        _decode, [features[KEY_ENCODED], features[KEY_LABEL], features[KEY_LABEL_FORMAT],
+                  features[KEY_HEIGHT], features[KEY_WIDTH], features[KEY_FILENAME]],
+        [tf.uint8, tf.uint8, tf.bool], stateful=False)
+    image.set_shape([None, None, 3])
+    label.set_shape([None, None])
+    ok.set_shape([])
+    return {'image': image, 'label': label, 'filename': features[KEY_FILENAME], 'ok': ok}
+
+
+def check_records(paths, num_classes, samples=3):
+    """Reads the first records of the first file: raises ValueError naming the file when the
+    schema is not this suite's (or the homework's), or labels exceed num_classes."""
+    path = paths[0]
+    try:
+        records = list(itertools.islice(tf.io.tf_record_iterator(path), samples))
+    except tf.errors.OpError as e:
+        raise ValueError('TFRecord file %s cannot be read: %s' % (path, e.message)) from None
+    if not records:
+        raise ValueError('TFRecord file %s holds no record; convert the dataset again' % path)
+    for record in records:
+        try:
+            feature = tf.train.Example.FromString(record).features.feature
+        except Exception:  # a protobuf DecodeError: not tf.train.Example records
+            raise ValueError('%s does not hold tf.train.Example records; convert the dataset '
+                             'with convert_fcn_dataset.py' % path) from None
+        missing = [k for k in (KEY_HEIGHT, KEY_WIDTH, KEY_ENCODED, KEY_LABEL) if k not in feature]
+        if missing:
+            raise ValueError('records of %s lack %s: not a segmentation dataset of this suite; '
+                             'convert it with convert_fcn_dataset.py' % (path, ', '.join(missing)))
+        height = feature[KEY_HEIGHT].int64_list.value[0]
+        width = feature[KEY_WIDTH].int64_list.value[0]
+        label_format = (feature[KEY_LABEL_FORMAT].bytes_list.value[0]
+                        if KEY_LABEL_FORMAT in feature else b'')
+        pair = decode_pair(feature[KEY_ENCODED].bytes_list.value[0],
+                           feature[KEY_LABEL].bytes_list.value[0], label_format, height, width)
+        if pair is None:
+            continue  # one bad record is skipped at training time
+        values = np.unique(pair[1])
+        bad = values[(values >= num_classes) & (values != IGNORE_LABEL)]
+        if bad.size:
+            raise ValueError('labels in %s have values %s but num_classes is %d; check the config '
+                             'or convert the dataset with the right one'
+                             % (path, bad[:10].tolist(), num_classes))
 
 
 def resolve_record_paths(spec):

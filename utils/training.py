@@ -10,22 +10,27 @@ Layout of an output directory:
     OUTPUT_DIR/progress.png               training loss and validation mIoU over steps
     TensorBoard event files in train/ and eval/ (see utils/monitoring.py)
 """
+import glob
 import json
 import math
 import os
+import re
+import resource
 import time
 
 import tensorflow
 import tensorflow.compat.v1 as tf
 
 from nets import build_network
-from utils.checkpoints import make_init_fn
+from utils.checkpoints import CheckpointError, make_init_fn
+from utils.conversion import REPORT_SUFFIX
 from utils.config import CONFIG_FILENAME, ConfigError, load_yaml, save_config
 from utils.data import train_dataset
 from utils.evaluation import build_eval_graph, run_validation
 from utils.fileio import atomic_write_text
 from utils.inference import TRAIN_SUBDIR, session_config
 from utils.losses import softmax_cross_entropy_ignore
+from utils.tfrecord import DecodeFailures, check_records, resolve_record_paths
 from utils.monitoring import (HISTORY_FILENAME, PLOT_FILENAME, append_jsonl, image_summary,
                               plot_progress, read_jsonl, scalar_summary)
 from utils.optimization import (build_optimizer, build_train_op, in_scopes, learning_rate,
@@ -88,13 +93,49 @@ def format_duration(seconds):
     return '%d:%02d:%02d' % (seconds // 3600, seconds // 60 % 60, seconds % 60)
 
 
-def build_training_graph(config, log):
+def check_dataset(record_spec, num_classes):
+    """Fails early, naming the file, on records that are missing, empty, of another schema or
+    of another number of classes (from the converter's report, and the first records)."""
+    paths = resolve_record_paths(record_spec)
+    for path in paths:
+        report = re.sub(r'-\d{5}-of-\d{5}$', '', path) + REPORT_SUFFIX
+        if os.path.isfile(report):
+            with open(report) as f:
+                written_for = json.load(f).get('num_classes')
+            if written_for is not None and written_for != num_classes:
+                raise ConfigError('%s was converted for %d classes but num_classes is %d; use '
+                                  'the matching config' % (path, written_for, num_classes))
+    try:
+        check_records(paths, num_classes)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def checkpoint_candidates(train_dir):
+    """Checkpoint prefixes of a run, newest step first: those whose index file is on disk,
+    whatever the state file says (it may be stale or torn after a kill)."""
+    prefixes = [p[:-len('.index')] for p in
+                glob.glob(os.path.join(train_dir, CHECKPOINT_BASENAME + '-*.index'))]
+    prefixes = [p for p in prefixes if re.search(r'-(\d+)$', p)]
+    return sorted(prefixes, key=lambda p: int(p.rsplit('-', 1)[1]), reverse=True)
+
+
+def current_rss_mb():
+    """Current resident memory of this process in MB (Linux), else the peak."""
+    try:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
+    except (OSError, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_training_graph(config, log, failures=None):
     """Builds data, model, loss and train ops in the default graph; returns the tensors."""
     # 1. Data: endless augmented batches.
     dataset = train_dataset(config.dataset_train, config.crop_size, config.batch_size,
                             config.min_scale, config.max_scale, config.random_flip,
                             config.photometric_jitter, config.shuffle_buffer,
-                            config.deterministic)
+                            config.deterministic, failures)
     images, labels = tf.data.make_one_shot_iterator(dataset).get_next()
     # 2. Model and loss.
     logits, _ = build_network(images, config.num_classes, True,
@@ -139,6 +180,9 @@ def train(config, log=print, should_stop=lambda: False):
     if not config.dataset_train:
         raise ConfigError('dataset_train is required')
     check_output_dir(config)
+    check_dataset(config.dataset_train, config.num_classes)
+    if config.dataset_val:
+        check_dataset(config.dataset_val, config.num_classes)
     train_dir = os.path.join(config.output_dir, TRAIN_SUBDIR)
     eval_dir = os.path.join(config.output_dir, EVAL_SUBDIR)
     best_dir = os.path.join(config.output_dir, BEST_SUBDIR)
@@ -151,34 +195,48 @@ def train(config, log=print, should_stop=lambda: False):
         tf.set_random_seed(config.seed)
         if config.deterministic:  # process-wide: deterministic kernels from here on
             tensorflow.config.experimental.enable_op_determinism()
-        tensors = build_training_graph(config, log)
+        failures = DecodeFailures()
+        tensors = build_training_graph(config, log, failures)
         global_step = tensors['global_step']
         # 4. Validation graph sharing the weights.
-        eval_graph = (build_eval_graph(config, config.dataset_val, config.num_eval_images)
+        eval_graph = (build_eval_graph(config, config.dataset_val, config.num_eval_images,
+                                       failures=failures)
                       if config.dataset_val else None)
         saver = tf.train.Saver(max_to_keep=config.keep_checkpoints)
         best_saver = tf.train.Saver(max_to_keep=1)
-        # 5. Initialisation: resume from our own latest checkpoint (optimizer state that it
+        # 5. Initialisation: resume from our own newest usable checkpoint (optimizer state it
         # lacks, e.g. after changing the optimizer, starts fresh), else the pretrained one.
-        latest = tf.train.latest_checkpoint(train_dir)
-        if latest:
-            init_fn = make_init_fn(latest, tf.global_variables(), (), lambda *_: None,
-                                   required=[v.op.name for v in tf.model_variables()]
-                                   + [global_step.op.name])
-        elif config.checkpoint_path:
+        candidates = checkpoint_candidates(train_dir)
+        required = [v.op.name for v in tf.model_variables()] + [global_step.op.name]
+        init_fn = None
+        if not candidates and config.checkpoint_path:
             init_fn = make_init_fn(config.checkpoint_path, tf.model_variables(),
                                    config.checkpoint_exclude_scopes, log)
-        else:
-            init_fn = None
 
     proto = session_rewrites(session_config(), config.precision)
     with tf.Session(graph=graph, config=proto) as session:
         session.run(tf.global_variables_initializer())
-        if init_fn:
-            init_fn(session)
+        latest = None
+        for candidate in candidates:
+            try:
+                session.run(tf.global_variables_initializer())  # undo a failed partial restore
+                with graph.as_default():
+                    make_init_fn(candidate, tf.global_variables(), (), lambda *_: None,
+                                 required)(session)
+                latest = candidate
+                break
+            except (CheckpointError, tf.errors.OpError) as e:
+                log('Checkpoint %s is unusable (%s); trying an older one'
+                    % (candidate, str(e).split('\n')[0]))
+        if candidates and latest is None:
+            raise TrainingError('none of the %d checkpoints in %s can be restored; move them '
+                                'away to start again' % (len(candidates), train_dir))
         if latest:
+            saver.recover_last_checkpoints(list(reversed(candidates)))
             log('Resumed from %s at step %d' % (latest, session.run(global_step)))
-        elif not init_fn:
+        elif init_fn:
+            init_fn(session)
+        else:
             log('No checkpoint_path: training from randomly initialised weights')
         train_writer = tf.summary.FileWriter(train_dir)
         eval_writer = tf.summary.FileWriter(eval_dir)
@@ -194,14 +252,23 @@ def train(config, log=print, should_stop=lambda: False):
                 raise TrainingError('weights became non-finite by step %d; not saving them, the '
                                     'last good checkpoint is in %s (lower the learning rate?)'
                                     % (step, train_dir))
-            path = saver.save(session, os.path.join(train_dir, CHECKPOINT_BASENAME),
-                              global_step=step)
+            prefix = os.path.join(train_dir, CHECKPOINT_BASENAME)
+            try:
+                path = saver.save(session, prefix, global_step=step)
+            except (tf.errors.OpError, OSError) as e:
+                raise TrainingError('cannot write checkpoint %s-%d (%s); free some space or '
+                                    'choose another --output_dir: the earlier checkpoints are '
+                                    'intact' % (prefix, step, str(e).split('\n')[0])) from None
             state['last_save_time'] = time.time()
             log('Model saved in file: %s' % path)
             return path
 
         def validate(step):
-            result = run_validation(session, eval_graph, config, step, eval_dir, log)
+            try:
+                result = run_validation(session, eval_graph, config, step, eval_dir, log)
+            except OSError as e:
+                raise TrainingError('cannot write validation pictures to %s (%s)'
+                                    % (eval_dir, e)) from None
             sample = result.pop('sample_pictures', {})
             append_jsonl(os.path.join(eval_dir, METRICS_FILENAME),
                          {'step': int(step), **{k: v for k, v in result.items() if k != 'jpegs'}})
@@ -261,9 +328,13 @@ def train(config, log=print, should_stop=lambda: False):
                     log('[%.2f] imgs/s  lr %.3g  %d/%d steps, %s remaining'
                         % (rate, lr_value, step, config.max_steps,
                            format_duration(per_step * (config.max_steps - step))))
+                    if failures.count:
+                        log('skipped %d undecodable record read(s) so far (%d distinct, last: %s)'
+                            % (failures.count, len(set(failures.names)), failures.names[-1]))
                     append_jsonl(os.path.join(train_dir, HISTORY_FILENAME),
                                  {'step': step, 'loss': float(loss_value),
-                                  'learning_rate': float(lr_value), 'images_per_s': rate})
+                                  'learning_rate': float(lr_value), 'images_per_s': rate,
+                                  'rss_mb': round(current_rss_mb(), 1)})
                     train_writer.add_summary(scalar_summary(
                         {'loss': loss_value, 'learning_rate': lr_value, 'images_per_s': rate}),
                         step)
