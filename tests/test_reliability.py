@@ -270,6 +270,6 @@ def test_memory_does_not_grow_over_a_long_run(demo_records, tmp_path):
     assert code == 0, log
     rss = {h['step']: h['rss_mb'] for h in read_jsonl(os.path.join(out, 'train',
                                                                    'history.jsonl'))}
-    growth = rss[400] - rss[100]
-    print('RSS at step 100: %.1f MB, at 400: %.1f MB' % (rss[100], rss[400]))
+    growth = rss[400] - rss[200]  # after warm-up (allocator pools fill in the first steps)
+    print("RSS at step 200: %.1f MB, at 400: %.1f MB" % (rss[200], rss[400]))
     assert growth < 25, rss
