@@ -66,9 +66,14 @@ def build_probabilities(images, config, scales=(1.0,), flip=False):
     return tf.add_n(outputs) / len(outputs)
 
 
-def session_config():
-    """No device is pinned: ops go to a GPU (cuDNN) when there is one, else to the CPU."""
-    proto = tf.ConfigProto(allow_soft_placement=True)
+def session_config(devices=()):
+    """No device is pinned: ops go to a GPU (cuDNN) when there is one, else to the CPU.
+
+    `devices` naming several CPUs ('/cpu:0', '/cpu:1') makes that many logical CPU devices
+    (for data-parallel runs and their tests on machines without GPUs)."""
+    cpus = sum(1 for d in devices if 'cpu' in d.lower())
+    proto = tf.ConfigProto(allow_soft_placement=True,
+                           device_count={'CPU': cpus} if cpus > 1 else None)
     proto.gpu_options.allow_growth = True
     return proto
 

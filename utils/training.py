@@ -10,6 +10,7 @@ Layout of an output directory:
     OUTPUT_DIR/progress.png               training loss and validation mIoU over steps
     TensorBoard event files in train/ and eval/ (see utils/monitoring.py)
 """
+import contextlib
 import glob
 import json
 import math
@@ -129,44 +130,88 @@ def current_rss_mb():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build_training_graph(config, log, failures=None):
-    """Builds data, model, loss and train ops in the default graph; returns the tensors."""
-    # 1. Data: endless augmented batches.
+def make_strategy(config):
+    """The tf.distribute strategy of the config, or None for plain single-device training.
+
+    'mirrored' replicates the model on `devices` (default: every local GPU, else the CPU) and
+    all-reduces gradients; the global batch (`batch_size`) is split across the replicas.
+    """
+    if config.distribution == 'none':
+        return None
+    devices = list(config.devices) or None
+    strategy = tf.distribute.MirroredStrategy(
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise ConfigError('batch_size %d (the global batch) must be a multiple of the %d '
+                          'replicas' % (config.batch_size, strategy.num_replicas_in_sync))
+    return strategy
+
+
+def build_training_graph(config, log, failures=None, strategy=None):
+    """Builds data, model, loss and train ops in the default graph; returns the tensors.
+
+    With a `strategy`, the model is replicated and each replica takes its share of the batch;
+    'loss' is then the mean over replicas.
+    """
+    # 1. Data: endless augmented batches (the global batch).
     dataset = train_dataset(config.dataset_train, config.crop_size, config.batch_size,
                             config.min_scale, config.max_scale, config.random_flip,
                             config.photometric_jitter, config.shuffle_buffer,
                             config.deterministic, failures)
-    images, labels = tf.data.make_one_shot_iterator(dataset).get_next()
-    # 2. Model and loss.
-    logits, _ = build_network(images, config.num_classes, True,
-                              dropout_keep_prob=config.dropout_keep_prob, **config.network_args())
     weights = class_weights(config)
     if weights:
         log('Class weights: %s' % ', '.join('%.3f' % w for w in weights))
-    loss = softmax_cross_entropy_ignore(logits, labels, config.num_classes, weights,
-                                        config.loss_normalization, config.hard_pixel_fraction)
-    total_loss = loss + tf.losses.get_regularization_loss()
-    # 3. Optimiser, over the trainable scopes; stage one trains only the new head layers.
-    global_step = tf.train.get_or_create_global_step()
-    lr = learning_rate(config, global_step)
-    optimizer = build_optimizer(config, lr)
+
+    def step_fn(batch):
+        """One replica's step: {train op name: (loss after the update, step after it)}."""
+        images, labels = batch
+        # 2. Model and loss.
+        logits, _ = build_network(images, config.num_classes, True,
+                                  dropout_keep_prob=config.dropout_keep_prob,
+                                  **config.network_args())
+        loss = softmax_cross_entropy_ignore(logits, labels, config.num_classes, weights,
+                                            config.loss_normalization,
+                                            config.hard_pixel_fraction)
+        total_loss = loss + tf.losses.get_regularization_loss()
+        # 3. Optimiser over the trainable scopes; stage one trains only the new head layers.
+        trainable = in_scopes(tf.trainable_variables(), config.trainable_scopes)
+        if not trainable:
+            raise ConfigError('trainable_scopes %s match no variable'
+                              % (config.trainable_scopes,))
+        var_lists = {'all': trainable}
+        if config.stage1_steps:
+            var_lists['stage1'] = in_scopes(trainable, config.stage1_trainable_scopes)
+            if not var_lists['stage1']:
+                raise ConfigError('stage1_trainable_scopes %s match no trainable variable'
+                                  % (config.stage1_trainable_scopes,))
+        outputs = {}
+        for name, variables in var_lists.items():
+            op = build_train_op(optimizer, total_loss, global_step, variables, config)
+            with tf.control_dependencies([op]):
+                outputs[name] = (tf.identity(loss), global_step.read_value())
+        return outputs
+
+    # Variables (global step, optimizer state) are created under the strategy, if any.
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        global_step = tf.train.get_or_create_global_step()
+        lr = learning_rate(config, global_step)
+        optimizer = build_optimizer(config, lr)
+        input_init = []
+        if strategy is None:
+            per_op = step_fn(tf.data.make_one_shot_iterator(dataset).get_next())
+        else:
+            iterator = strategy.make_dataset_iterator(dataset)
+            input_init = [iterator.initializer]
+            replicated = strategy.experimental_run(step_fn, iterator)
+            per_op = {name: (strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
+                             strategy.experimental_local_results(step)[0])
+                      for name, (loss, step) in replicated.items()}
     trainable = in_scopes(tf.trainable_variables(), config.trainable_scopes)
-    if not trainable:
-        raise ConfigError('trainable_scopes %s match no variable' % (config.trainable_scopes,))
-    train_ops = {'all': build_train_op(optimizer, total_loss, global_step, trainable, config)}
-    if config.stage1_steps:
-        stage1 = in_scopes(trainable, config.stage1_trainable_scopes)
-        if not stage1:
-            raise ConfigError('stage1_trainable_scopes %s match no trainable variable'
-                              % (config.stage1_trainable_scopes,))
-        train_ops['stage1'] = build_train_op(optimizer, total_loss, global_step, stage1, config)
-    next_steps = {}
-    for name, op in train_ops.items():
-        with tf.control_dependencies([op]):
-            next_steps[name] = global_step.read_value()  # the step count after this update
     finite = tf.reduce_all([tf.reduce_all(tf.is_finite(v)) for v in trainable])
-    return {'loss': loss, 'learning_rate': lr, 'global_step': global_step,
-            'next_step': next_steps, 'weights_finite': finite}
+    return {'learning_rate': lr, 'global_step': global_step, 'weights_finite': finite,
+            'input_init': input_init,
+            'loss': {name: loss for name, (loss, _) in per_op.items()},
+            'next_step': {name: step for name, (_, step) in per_op.items()}}
 
 
 def train(config, log=print, should_stop=lambda: False):
@@ -196,7 +241,12 @@ def train(config, log=print, should_stop=lambda: False):
         if config.deterministic:  # process-wide: deterministic kernels from here on
             tensorflow.config.experimental.enable_op_determinism()
         failures = DecodeFailures()
-        tensors = build_training_graph(config, log, failures)
+        strategy = make_strategy(config)
+        if strategy is not None:
+            log('Training on %d replicas (%s), %d images each per step'
+                % (strategy.num_replicas_in_sync, ', '.join(strategy.extended.worker_devices),
+                   config.batch_size // strategy.num_replicas_in_sync))
+        tensors = build_training_graph(config, log, failures, strategy)
         global_step = tensors['global_step']
         # 4. Validation graph sharing the weights.
         eval_graph = (build_eval_graph(config, config.dataset_val, config.num_eval_images,
@@ -213,7 +263,7 @@ def train(config, log=print, should_stop=lambda: False):
             init_fn = make_init_fn(config.checkpoint_path, tf.model_variables(),
                                    config.checkpoint_exclude_scopes, log)
 
-    proto = session_rewrites(session_config(), config.precision)
+    proto = session_rewrites(session_config(config.devices), config.precision)
     with tf.Session(graph=graph, config=proto) as session:
         session.run(tf.global_variables_initializer())
         latest = None
@@ -238,6 +288,7 @@ def train(config, log=print, should_stop=lambda: False):
             init_fn(session)
         else:
             log('No checkpoint_path: training from randomly initialised weights')
+        session.run(tensors['input_init'])
         train_writer = tf.summary.FileWriter(train_dir)
         eval_writer = tf.summary.FileWriter(eval_dir)
         best_path = os.path.join(eval_dir, BEST_FILENAME)
@@ -313,7 +364,8 @@ def train(config, log=print, should_stop=lambda: False):
                     log('Stage two: training all trainable variables from step %d' % step)
                 start = time.time()
                 loss_value, lr_value, step = session.run(
-                    [tensors['loss'], tensors['learning_rate'], tensors['next_step'][stage]])
+                    [tensors['loss'][stage], tensors['learning_rate'],
+                     tensors['next_step'][stage]])
                 step = int(step)
                 window_seconds += time.time() - start
                 window_steps += 1
