@@ -56,17 +56,17 @@ def export_saved_model(config, checkpoint, export_dir):
 
 
 class ExportedModel:
-    """A loaded SavedModel: __call__(uint8 images [b, h, w, 3]) -> (classes, probabilities)."""
+    """A loaded SavedModel: __call__(uint8 images [b, h, w, 3]) -> [classes, probabilities]
+    (or just the named `outputs`)."""
 
-    def __init__(self, export_dir):
+    def __init__(self, export_dir, outputs=(CLASSES_KEY, PROBABILITIES_KEY)):
         self.graph = tf.Graph()
         self.session = tf.Session(graph=self.graph, config=session_config())
         with self.graph.as_default():
             meta = tf.saved_model.loader.load(self.session, [tf.saved_model.SERVING], export_dir)
         signature = meta.signature_def[SIGNATURE]
         self.input_name = signature.inputs[INPUT_KEY].name
-        self.output_names = [signature.outputs[CLASSES_KEY].name,
-                             signature.outputs[PROBABILITIES_KEY].name]
+        self.output_names = [signature.outputs[key].name for key in outputs]
 
     def __call__(self, images):
         return self.session.run(self.output_names, {self.input_name: images})

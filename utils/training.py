@@ -147,17 +147,19 @@ def make_strategy(config):
     return strategy
 
 
-def build_training_graph(config, log, failures=None, strategy=None):
+def build_training_graph(config, log, failures=None, strategy=None, dataset=None):
     """Builds data, model, loss and train ops in the default graph; returns the tensors.
 
     With a `strategy`, the model is replicated and each replica takes its share of the batch;
-    'loss' is then the mean over replicas.
+    'loss' is then the mean over replicas. `dataset` (of (images, labels) batches) replaces
+    the TFRecord pipeline, e.g. for benchmarks.
     """
     # 1. Data: endless augmented batches (the global batch).
-    dataset = train_dataset(config.dataset_train, config.crop_size, config.batch_size,
-                            config.min_scale, config.max_scale, config.random_flip,
-                            config.photometric_jitter, config.shuffle_buffer,
-                            config.deterministic, failures)
+    if dataset is None:
+        dataset = train_dataset(config.dataset_train, config.crop_size, config.batch_size,
+                                config.min_scale, config.max_scale, config.random_flip,
+                                config.photometric_jitter, config.shuffle_buffer,
+                                config.deterministic, failures)
     weights = class_weights(config)
     if weights:
         log('Class weights: %s' % ', '.join('%.3f' % w for w in weights))

@@ -1,0 +1,164 @@
+"""Benchmark: training throughput (real pipeline vs synthetic ceiling), utilisation of the
+machine's matrix-multiply peak, inference latency through an exported model, dense CRF time,
+conversion speed and peak memory; optionally the peers in ../shared/bench, run in the same
+session, with ratios.
+
+    python benchmarks/benchmark.py                                   # FCN-8s, 224x224 and 360x480, batch 4
+    python benchmarks/benchmark.py --precisions float32,mixed_bfloat16 --peers ../shared/bench
+    python benchmarks/benchmark.py --sections mobilenet --peers ../shared/bench
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from utils import benchmarking as bench  # noqa: E402
+from utils.config import resolve_config  # noqa: E402
+from utils.ops_count import count_ops  # noqa: E402
+from utils.runtime import setup_tensorflow  # noqa: E402
+
+SECTIONS = ('train', 'mobilenet', 'crf', 'convert')
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--config', default=os.path.join(ROOT, 'configs', 'voc_fcn8s.yaml'))
+    p.add_argument('--sizes', default='224,224;360,480', help='HEIGHT,WIDTH;...')
+    p.add_argument('--batch_size', type=int, default=4)
+    p.add_argument('--precisions', default='float32', help='float32,mixed_bfloat16,...')
+    p.add_argument('--steps', type=int, default=5)
+    p.add_argument('--data_dir', default=os.path.join(ROOT, '..', 'shared', 'data', 'camvid'),
+                   help='CamVid-layout data for the real pipeline and conversion (synthetic '
+                        'scenes are generated when absent)')
+    p.add_argument('--sections', default=','.join(SECTIONS))
+    p.add_argument('--peers', help='folder of the peer scripts (../shared/bench) to run too')
+    return p.parse_args(argv)
+
+
+def run_peer(script, *args):
+    """imgs_per_s printed by a peer script (run in its own process)."""
+    out = subprocess.run([sys.executable, script] + list(args), capture_output=True, text=True)
+    match = re.search(r'imgs_per_s=([0-9.]+)', out.stdout)
+    if not match:
+        raise RuntimeError('%s printed no imgs_per_s: %s' % (script, out.stderr[-500:]))
+    return float(match.group(1))
+
+
+def prepare_data(args, work):
+    """(data_dir, records) for the real pipeline: the given CamVid copy, or synthetic scenes."""
+    from utils.demo_data import write_demo_dataset
+    data_dir = args.data_dir
+    config_path = os.path.join(ROOT, 'configs', 'camvid_fcn8s.yaml')
+    if not os.path.isdir(os.path.join(data_dir, 'train')):
+        data_dir = write_demo_dataset(os.path.join(work, 'scenes'), 64, 4, 360, 480)
+        config_path = os.path.join(ROOT, 'configs', 'demo.yaml')
+    records = os.path.join(work, 'train.record')
+    bench.conversion_images_per_second(data_dir, 'train', 1, records, config_path)
+    return data_dir, records, config_path
+
+
+def train_section(args, records, config_path, peak):
+    print('\n## Training FCN (%s), batch %d' % (os.path.basename(args.config), args.batch_size))
+    print('| size | precision | real pipeline img/s | synthetic img/s | real/synthetic | '
+          'GFLOPs/img (train) | utilisation of peak |')
+    print('|---|---|---|---|---|---|---|')
+    dataset_config = resolve_config(config_path)
+    results = {}
+    for size in args.sizes.split(';'):
+        height, width = (int(v) for v in size.split(','))
+        base = resolve_config(args.config, {
+            'crop_size': size, 'batch_size': str(args.batch_size), 'dataset_train': records,
+            'num_classes': str(dataset_config.num_classes), 'class_colors': '',
+            'class_names': '', 'min_scale': '1', 'max_scale': '1'})
+        forward = sum(v for _, v in count_ops((height, width), base.num_classes,
+                                              **base.network_args())) / 1000
+        for precision in args.precisions.split(','):
+            config = bench.with_overrides(base, precision=precision)
+            real = bench.training_images_per_second(config, False, args.steps)
+            synthetic = bench.training_images_per_second(config, True, args.steps)
+            flops = 3 * forward  # forward + backward (about twice the forward)
+            results[(size, precision)] = synthetic
+            print('| %dx%d | %s | %.2f | %.2f | %.3f | %.1f | %.0f%% |'
+                  % (height, width, precision, real, synthetic, real / synthetic, flops,
+                     100 * flops * synthetic / peak))
+    return results
+
+
+def mobilenet_section(work):
+    from utils.checkpoints import CheckpointError  # noqa: F401  (imports the nets)
+    from utils.export import ExportedModel, benchmark_latency, export_saved_model
+    import tensorflow.compat.v1 as tf
+    from nets import build_network
+    config = resolve_config(os.path.join(ROOT, 'configs', 'cityscapes7_mobilenet_fcn.yaml'))
+    checkpoint = os.path.join(work, 'mobilenet', 'model.ckpt')
+    with tf.Graph().as_default():
+        build_network(tf.zeros([1, 320, 480, 3]), config.num_classes, False,
+                      **config.network_args())
+        with tf.Session() as session:
+            session.run(tf.global_variables_initializer())
+            tf.train.Saver(tf.model_variables()).save(session, checkpoint)
+    export_dir = os.path.join(work, 'mobilenet_export')
+    export_saved_model(config, checkpoint, export_dir)
+    model = ExportedModel(export_dir, outputs=('classes',))
+    results = {batch: 1000.0 / benchmark_latency(model, 320, 480, batch, runs=20)
+               for batch in (4, 1)}
+    print('\n## MobileNet v1 FCN (x0.5, 7x7 head, 7 classes) at 320x480, exported SavedModel')
+    print('| batch | img/s |\n|---|---|')
+    for batch, rate in results.items():
+        print('| %d | %.1f |' % (batch, rate))
+    return results
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_tensorflow()
+    sections = args.sections.split(',')
+    work = tempfile.mkdtemp(prefix='fcn-bench-')
+    peak = bench.gemm_peak_gflops()
+    print('# Benchmark on %d CPU core(s); float32 matmul peak %.0f GFLOP/s'
+          % (bench.cpu_count(), peak))
+    data_dir, records, config_path = prepare_data(args, work)
+    trained = mobile = None
+    if 'train' in sections:
+        trained = train_section(args, records, config_path, peak)
+    if 'mobilenet' in sections:
+        mobile = mobilenet_section(work)
+    if 'crf' in sections:
+        print('\n## Dense CRF, 360x480, 11 classes, 5 iterations: %.0f ms/image'
+              % bench.crf_ms_per_image())
+    if 'convert' in sections:
+        rates = {n: bench.conversion_images_per_second(
+            data_dir, 'train', n, os.path.join(work, 'c%d.record' % n), config_path)
+            for n in (1, bench.cpu_count())}
+        print('\n## Conversion (%s): %s' % (data_dir, ', '.join(
+            '%d worker(s) %.1f img/s' % (n, r) for n, r in rates.items())))
+    print('\nPeak memory (RSS) of this process: %.0f MB' % bench.peak_rss_mb())
+    if args.peers:
+        print('\n## Peers (same session)')
+        fcn = os.path.join(args.peers, 'peer_keras_fcn8s.py')
+        if trained:
+            for precision, flag in (('float32', []), ('mixed_bfloat16', ['--bf16'])):
+                if ('224,224', precision) not in trained:
+                    continue
+                peer = run_peer(fcn, '--batch', str(args.batch_size), '--height', '224',
+                                '--width', '224', '--steps', '6', *flag)
+                ours = trained[('224,224', precision)]
+                print('FCN-8s train 224x224 %s: ours %.2f img/s, Keras 3 peer%s %.2f img/s, '
+                      'ratio %.2f' % (precision, ours, ' --bf16' if flag else '', peer,
+                                      ours / peer))
+        if mobile:
+            for batch in (4, 1):
+                peer = run_peer(os.path.join(args.peers, 'peer_keras_mobilenet_fcn.py'),
+                                '--batch', str(batch))
+                print('MobileNet FCN batch %d: ours %.1f img/s, Keras 3 peer %.1f img/s, '
+                      'ratio %.2f' % (batch, mobile[batch], peer, mobile[batch] / peer))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,101 @@
+"""Measurements for benchmarks/benchmark.py: training throughput (real TFRecord pipeline and
+in-memory synthetic inputs), matrix-multiply peak, inference latency, CRF time, conversion
+speed. Each function returns plain numbers; the script prints the table."""
+import dataclasses
+import multiprocessing
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from utils.crf import dense_crf
+from utils.inference import session_config
+from utils.optimization import session_rewrites
+from utils.training import build_training_graph
+
+
+def _median_step_seconds(session, fetch, steps, warmup):
+    for _ in range(warmup):
+        session.run(fetch)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        session.run(fetch)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def training_images_per_second(config, synthetic, steps=5, warmup=2):
+    """Images/s of training steps of `config` (its crop_size and batch_size), fed from its
+    TFRecords or, with `synthetic`, from one in-memory batch (the compute ceiling)."""
+    height, width = config.crop_size
+    with tf.Graph().as_default():
+        tf.set_random_seed(0)
+        dataset = None
+        if synthetic:
+            rng = np.random.RandomState(0)
+            images = rng.uniform(-120, 130, (config.batch_size, height, width, 3)).astype(
+                np.float32)
+            labels = rng.randint(0, config.num_classes, (config.batch_size, height, width))
+            dataset = tf.data.Dataset.from_tensors((images, labels.astype(np.int32))).repeat()
+        tensors = build_training_graph(config, lambda *_: None, dataset=dataset)
+        proto = session_rewrites(session_config(), config.precision)
+        with tf.Session(config=proto) as session:
+            session.run(tf.global_variables_initializer())
+            seconds = _median_step_seconds(session, tensors['next_step']['all'], steps, warmup)
+    return config.batch_size / seconds
+
+
+def gemm_peak_gflops(size=2048, runs=10):
+    """Sustained float32 matrix-multiply GFLOP/s of this machine (as ../shared/bench/gemm_peak)."""
+    with tf.Graph().as_default():
+        a = tf.Variable(tf.random_normal([size, size]))
+        b = tf.Variable(tf.random_normal([size, size]))
+        product = tf.reduce_sum(tf.matmul(a, b))
+        with tf.Session() as session:
+            session.run(tf.global_variables_initializer())
+            seconds = _median_step_seconds(session, product, runs, 2)
+    return 2 * size ** 3 / seconds / 1e9
+
+
+def crf_ms_per_image(height=360, width=480, num_classes=11, iterations=5, runs=5):
+    rng = np.random.RandomState(0)
+    image = rng.randint(0, 256, (height, width, 3), np.uint8)
+    logits = rng.randn(height, width, num_classes).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    dense_crf(image, probs, iterations)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        dense_crf(image, probs, iterations)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def conversion_images_per_second(data_dir, split, num_workers, output_path, config_path):
+    """Runs the converter as a user would and reads its images/s from the report."""
+    import json
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, os.path.join(root, 'convert_fcn_dataset.py'),
+                    '--dataset_format', 'camvid', '--data_dir', data_dir, '--split', split,
+                    '--output_path', output_path, '--num_workers', str(num_workers),
+                    '--config', config_path], check=True, capture_output=True)
+    with open(output_path + '.report.json') as f:
+        return json.load(f)['images_per_second']
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_count():
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (
+        multiprocessing.cpu_count())
+
+
+def with_overrides(config, **changes):
+    return dataclasses.replace(config, **changes)
