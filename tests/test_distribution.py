@@ -67,3 +67,70 @@ def test_global_batch_must_split_evenly():
         from utils.training import make_strategy
         make_strategy(resolve_config(DEMO, {'distribution': 'mirrored', 'batch_size': '3',
                                             'devices': '/cpu:0,/cpu:1'}))
+
+
+def free_ports(count):
+    import socket
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(('127.0.0.1', 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def run_workers(cmd, ports, timeout=400):
+    """Starts one process per worker with its TF_CONFIG; returns their (exit code, output)."""
+    import json
+    procs = []
+    for index in range(len(ports)):
+        env = dict(os.environ, TF_CONFIG=json.dumps({
+            'cluster': {'worker': ['127.0.0.1:%d' % p for p in ports]},
+            'task': {'type': 'worker', 'index': index}}))
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, cwd=ROOT, env=env))
+    results = []
+    for proc in procs:
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise
+        results.append((proc.returncode, out))
+    return results
+
+
+def test_two_workers_train_together_chief_writes_and_both_resume(demo_records, tmp_path):
+    out = str(tmp_path / 'run')
+    cmd = [sys.executable, os.path.join(ROOT, 'train.py'), '--config', DEMO, '--model', 'fcn32s',
+           '--fc_depth', '16', '--crop_size', '64,64', '--batch_size', '2', '--distribution',
+           'multi_worker', '--dataset_train', demo_records[0], '--dataset_val', demo_records[1],
+           '--output_dir', out, '--num_eval_images', '1', '--crf', 'false', '--save_every', '2',
+           '--eval_every', '3', '--log_every', '1']
+    (chief_code, chief), (worker_code, worker) = run_workers(cmd + ['--max_steps', '3'],
+                                                            free_ports(2))
+    assert chief_code == 0 and worker_code == 0, chief + worker
+    assert 'Training on 2 replicas' in chief and 'step 3 Current Loss' in worker
+    assert 'Model saved in file' in chief and 'Model saved in file' not in worker
+    assert 'validation on 1 images' in chief and 'validation' not in worker
+    assert os.path.exists(os.path.join(out, 'train', 'model.ckpt-3.index'))
+    jpegs = [n for n in os.listdir(os.path.join(out, 'eval')) if n.endswith('.jpg')]
+    assert sorted(jpegs) == ['val_3_annotation.jpg', 'val_3_img.jpg', 'val_3_overlay.jpg',
+                             'val_3_prediction.jpg']
+    results = run_workers(cmd + ['--max_steps', '5'], free_ports(2))
+    for code, log in results:
+        assert code == 0, log
+        assert 'at step 3' in log and 'step 5 Current Loss' in log
+    assert os.path.exists(os.path.join(out, 'train', 'model.ckpt-5.index'))
+
+
+def test_multi_worker_without_tf_config_is_a_clear_error(demo_records, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != 'TF_CONFIG'}
+    result = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), '--config', DEMO,
+                             '--distribution', 'multi_worker', '--dataset_train',
+                             demo_records[0], '--output_dir', str(tmp_path / 'r')],
+                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert result.returncode == 1 and 'TF_CONFIG' in result.stderr
+    assert 'Traceback' not in result.stderr

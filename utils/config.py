@@ -85,7 +85,8 @@ class Config:
     save_every_seconds: int = 0  # also save when this long has passed since the last save
     keep_checkpoints: int = 5
     deterministic: bool = False  # deterministic kernels (reproducible, slower)
-    # Data parallelism (tf.distribute): none | mirrored (several local GPUs, or CPUs).
+    # Data parallelism (tf.distribute): none | mirrored (several local GPUs, or CPUs) |
+    # multi_worker (several machines, from the TF_CONFIG environment variable).
     distribution: str = 'none'
     devices: typing.Tuple[str, ...] = ()  # mirrored: e.g. /gpu:0,/gpu:1 (empty: all local GPUs)
     # Logging and validation.
@@ -125,7 +126,7 @@ class Config:
                    'lr_schedule': ('fixed', 'step', 'poly'),
                    'loss_normalization': ('mean', 'sum'),
                    'precision': ('float32', 'mixed_bfloat16', 'mixed_float16'),
-                   'distribution': ('none', 'mirrored')}
+                   'distribution': ('none', 'mirrored', 'multi_worker')}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError('%s must be one of %s, got %r'

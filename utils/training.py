@@ -130,17 +130,36 @@ def current_rss_mb():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cluster_task():
+    """(cluster dict, task type, task index, is_chief) from the TF_CONFIG environment variable."""
+    try:
+        tf_config = json.loads(os.environ.get('TF_CONFIG', ''))
+        cluster, task = tf_config['cluster'], tf_config['task']
+        task_type, index = task['type'], int(task['index'])
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError('distribution multi_worker needs TF_CONFIG, e.g. {"cluster": {"worker": '
+                          '["host1:2222", "host2:2222"]}, "task": {"type": "worker", "index": 0}}'
+                          ) from None
+    chief = task_type == 'chief' or (task_type == 'worker' and index == 0
+                                     and 'chief' not in cluster)
+    return cluster, task_type, index, chief
+
+
 def make_strategy(config):
     """The tf.distribute strategy of the config, or None for plain single-device training.
 
     'mirrored' replicates the model on `devices` (default: every local GPU, else the CPU) and
-    all-reduces gradients; the global batch (`batch_size`) is split across the replicas.
+    all-reduces gradients; 'multi_worker' does the same across the machines of TF_CONFIG
+    (collective all-reduce). The global batch (`batch_size`) is split across the replicas.
     """
     if config.distribution == 'none':
         return None
-    devices = list(config.devices) or None
-    strategy = tf.distribute.MirroredStrategy(
-        devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+    if config.distribution == 'multi_worker':
+        cluster_task()  # validates TF_CONFIG
+        strategy = tf.distribute.experimental.MultiWorkerMirroredStrategy()
+    else:
+        strategy = tf.distribute.MirroredStrategy(
+            list(config.devices) or None, cross_device_ops=tf.distribute.ReductionToOneDevice())
     if config.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError('batch_size %d (the global batch) must be a multiple of the %d '
                           'replicas' % (config.batch_size, strategy.num_replicas_in_sync))
@@ -233,9 +252,12 @@ def train(config, log=print, should_stop=lambda: False):
     train_dir = os.path.join(config.output_dir, TRAIN_SUBDIR)
     eval_dir = os.path.join(config.output_dir, EVAL_SUBDIR)
     best_dir = os.path.join(config.output_dir, BEST_SUBDIR)
-    for directory in (train_dir, eval_dir, best_dir):
-        os.makedirs(directory, exist_ok=True)
-    log('Config saved to %s' % save_config(config, config.output_dir))
+    # With several workers, the chief alone writes (config, checkpoints, pictures, logs).
+    chief = config.distribution != 'multi_worker' or cluster_task()[3]
+    if chief:
+        for directory in (train_dir, eval_dir, best_dir):
+            os.makedirs(directory, exist_ok=True)
+        log('Config saved to %s' % save_config(config, config.output_dir))
 
     graph = tf.Graph()
     with graph.as_default():
@@ -253,7 +275,7 @@ def train(config, log=print, should_stop=lambda: False):
         # 4. Validation graph sharing the weights.
         eval_graph = (build_eval_graph(config, config.dataset_val, config.num_eval_images,
                                        failures=failures)
-                      if config.dataset_val else None)
+                      if config.dataset_val and chief else None)
         saver = tf.train.Saver(max_to_keep=config.keep_checkpoints)
         best_saver = tf.train.Saver(max_to_keep=1)
         # 5. Initialisation: resume from our own newest usable checkpoint (optimizer state it
@@ -266,7 +288,15 @@ def train(config, log=print, should_stop=lambda: False):
                                    config.checkpoint_exclude_scopes, log)
 
     proto = session_rewrites(session_config(config.devices), config.precision)
-    with tf.Session(graph=graph, config=proto) as session:
+    target = ''
+    if config.distribution == 'multi_worker':
+        # The collective all-reduce runs in this worker's server, which needs the strategy's
+        # session settings.
+        proto = strategy.update_config_proto(proto)
+        cluster, task_type, task_index, _ = cluster_task()
+        target = tf.distribute.Server(tf.train.ClusterSpec(cluster), job_name=task_type,
+                                      task_index=task_index, config=proto, start=True).target
+    with tf.Session(target, graph=graph, config=proto) as session:
         session.run(tf.global_variables_initializer())
         latest = None
         for candidate in candidates:
@@ -291,8 +321,8 @@ def train(config, log=print, should_stop=lambda: False):
         else:
             log('No checkpoint_path: training from randomly initialised weights')
         session.run(tensors['input_init'])
-        train_writer = tf.summary.FileWriter(train_dir)
-        eval_writer = tf.summary.FileWriter(eval_dir)
+        train_writer = tf.summary.FileWriter(train_dir) if chief else None
+        eval_writer = tf.summary.FileWriter(eval_dir) if chief else None
         best_path = os.path.join(eval_dir, BEST_FILENAME)
         best = {'mean_iou': -1.0}
         if os.path.exists(best_path):
@@ -301,6 +331,8 @@ def train(config, log=print, should_stop=lambda: False):
         state = {'last_save_time': time.time()}
 
         def save(step):
+            if not chief:
+                return None
             if not session.run(tensors['weights_finite']):
                 raise TrainingError('weights became non-finite by step %d; not saving them, the '
                                     'last good checkpoint is in %s (lower the learning rate?)'
@@ -385,13 +417,14 @@ def train(config, log=print, should_stop=lambda: False):
                     if failures.count:
                         log('skipped %d undecodable record read(s) so far (%d distinct, last: %s)'
                             % (failures.count, len(set(failures.names)), failures.names[-1]))
-                    append_jsonl(os.path.join(train_dir, HISTORY_FILENAME),
-                                 {'step': step, 'loss': float(loss_value),
-                                  'learning_rate': float(lr_value), 'images_per_s': rate,
-                                  'rss_mb': round(current_rss_mb(), 1)})
-                    train_writer.add_summary(scalar_summary(
-                        {'loss': loss_value, 'learning_rate': lr_value, 'images_per_s': rate}),
-                        step)
+                    if chief:
+                        append_jsonl(os.path.join(train_dir, HISTORY_FILENAME),
+                                     {'step': step, 'loss': float(loss_value),
+                                      'learning_rate': float(lr_value), 'images_per_s': rate,
+                                      'rss_mb': round(current_rss_mb(), 1)})
+                        train_writer.add_summary(scalar_summary(
+                            {'loss': loss_value, 'learning_rate': lr_value,
+                             'images_per_s': rate}), step)
                     window_steps, window_seconds = 0, 0.0
                 if step % config.save_every == 0 or (
                         config.save_every_seconds
@@ -412,8 +445,9 @@ def train(config, log=print, should_stop=lambda: False):
             last_saved = save(step)
         if eval_graph and validated_step != step and not stopped:
             last_result = validate(step)
-        train_writer.close()
-        eval_writer.close()
+        if chief:
+            train_writer.close()
+            eval_writer.close()
     return {'step': step, 'checkpoint': last_saved, 'eval_dir': eval_dir,
             'validation': last_result, 'stopped': stopped,
             'best': best if best['mean_iou'] >= 0 else None}
