@@ -171,13 +171,18 @@ def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(demo_records, tmp_p
 
 
 def test_same_seed_same_losses(demo_records, tmp_path):
+    """Two CPU runs with one seed give the same losses (in subprocesses: determinism is
+    process-wide)."""
     histories = []
     for run in ('a', 'b'):
         out = str(tmp_path / run)
-        overrides = dict(FAST, dataset_train=demo_records[0], output_dir=out, max_steps='4',
-                         seed='7', deterministic='true', min_scale='0.8', max_scale='1.2')
-        with tf.Graph().as_default():
-            train(resolve_config(DEMO, overrides), log=lambda *_: None)
+        args = dict(FAST, dataset_train=demo_records[0], output_dir=out, max_steps='4',
+                    seed='7', deterministic='true', min_scale='0.8', max_scale='1.2')
+        result = subprocess.run(
+            [sys.executable, os.path.join(ROOT, 'train.py'), '--config', DEMO]
+            + sum([['--' + k, v] for k, v in args.items()], []),
+            capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert result.returncode == 0, result.stderr
         histories.append([h['loss'] for h in read_jsonl(os.path.join(out, 'train',
                                                                      'history.jsonl'))])
     assert len(histories[0]) == 4
