@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from utils.config import save_config
-from utils.inference import build_probabilities, session_config
+from utils.inference import build_view_logits, session_config
 
 SIGNATURE = 'serving_default'
 INPUT_KEY = 'images'
@@ -36,8 +36,10 @@ def export_saved_model(config, checkpoint, export_dir):
     try:
         with tf.Graph().as_default():
             images = tf.placeholder(tf.uint8, [None, None, None, 3], name=INPUT_KEY)
-            probabilities = build_probabilities(images, config)
-            classes = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+            [logits] = build_view_logits(images, config)
+            probabilities = tf.nn.softmax(logits)
+            # From the logits, so that a caller fetching only the classes skips the softmax.
+            classes = tf.argmax(logits, axis=-1, output_type=tf.int32)
             with tf.Session(config=session_config()) as session:
                 tf.train.Saver(tf.model_variables()).restore(session, checkpoint)
                 builder = tf.saved_model.Builder(tmp_dir)

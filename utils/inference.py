@@ -44,6 +44,12 @@ def build_probabilities(images, config, scales=(1.0,), flip=False):
     to the input size, and the probabilities averaged. Reuses the network's variables after
     the first call.
     """
+    views = build_view_logits(images, config, scales, flip)
+    return tf.add_n([tf.nn.softmax(v) for v in views]) / len(views)
+
+
+def build_view_logits(images, config, scales=(1.0,), flip=False):
+    """The logits [batch, h, w, n] of each view (scale x flip) of the input, at its size."""
     inputs = subtract_mean(images)
     size = tf.shape(inputs)[1:3]
     outputs = []
@@ -62,8 +68,8 @@ def build_probabilities(images, config, scales=(1.0,), flip=False):
                 logits = tf.reverse(logits, [2])
             if scale != 1.0:
                 logits = tf.image.resize(logits, size, method='bilinear')
-            outputs.append(tf.nn.softmax(logits))
-    return tf.add_n(outputs) / len(outputs)
+            outputs.append(logits)
+    return outputs
 
 
 def session_config(devices=()):
