@@ -112,10 +112,10 @@ def main(argv=None):
                                parse_min_size(args.min_size))
         print('Converting %d pairs (%d classes) to %s with %d worker(s)'
               % (len(pairs), config.num_classes, args.output_path, args.num_workers))
-        report = convert_pairs(pairs, args.output_path, spec, args.num_shards, args.num_workers,
-                               args.strict, log=lambda *_: None,
-                               progress=lambda it, total: tqdm(it, total=total, unit='pair',
-                                                               file=sys.stderr))
+        with tqdm(total=len(pairs), unit='pair', file=sys.stderr) as bar:
+            report = convert_pairs(pairs, args.output_path, spec, args.num_shards,
+                                   args.num_workers, args.strict, log=lambda *_: None,
+                                   progress=bar.update)
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError, OSError) as e:
         print('error: %s' % e, file=sys.stderr)
         return 1

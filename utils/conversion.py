@@ -9,6 +9,8 @@ import contextlib
 import json
 import multiprocessing
 import os
+import shutil
+import tempfile
 import time
 
 import cv2
@@ -22,6 +24,7 @@ from utils.tfrecord import (KEY_ENCODED, KEY_FILENAME, KEY_HEIGHT, KEY_LABEL, KE
                             KEY_WIDTH, make_example)
 
 REPORT_SUFFIX = '.report.json'
+CHUNK_PAIRS = 50  # pairs per part file written by one worker task
 _PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 _JPEG_MAGIC = b'\xff\xd8\xff'
 
@@ -86,11 +89,34 @@ def _encode_task(args):
     return serialized, np.append(counts[:spec.num_classes], counts[IGNORE_LABEL]), label.shape
 
 
+def _write_part(args, on_pair=None):
+    """Worker: encodes a contiguous chunk of pairs into its own record file (no payload goes
+    back through the pipe); returns [(reason or None, counts, shape)] per pair."""
+    part_path, pairs, spec = args
+    results = []
+    with tf.io.TFRecordWriter(part_path) as writer:
+        for image_path, label_path in pairs:
+            if on_pair:
+                on_pair(1)
+            serialized, info, shape = _encode_task((image_path, label_path, spec))
+            if serialized is None:
+                results.append((info, None, None))
+            else:
+                writer.write(serialized)
+                results.append((None, info, shape))
+    return results
+
+
 def shard_paths(output_path, num_shards):
     """`output_path` itself for one shard, else PATH-00000-of-0000N, ..."""
     if num_shards == 1:
         return [output_path]
     return ['%s-%05d-of-%05d' % (output_path, i, num_shards) for i in range(num_shards)]
+
+
+def split_evenly(count, parts):
+    """[(start, stop)] of `parts` contiguous ranges covering range(count)."""
+    return [(count * i // parts, count * (i + 1) // parts) for i in range(parts)]
 
 
 def median_frequency_weights(class_pixels, image_pixels):
@@ -107,43 +133,84 @@ def median_frequency_weights(class_pixels, image_pixels):
     return weights
 
 
-@contextlib.contextmanager
-def _task_results(tasks, num_workers):
-    """Ordered results of _encode_task, computed by `num_workers` processes."""
-    if num_workers <= 1:
-        yield map(_encode_task, tasks)
-        return
+def _map_parts(tasks, num_workers, progress):
+    """Results of _write_part over `tasks`, in task order, by `num_workers` processes;
+    `progress(number of pairs done)` is called as chunks complete."""
+    if num_workers <= 1:  # in this process: progress pair by pair
+        return [_write_part(task, progress) for task in tasks]
+
+    def collect(results):
+        out = []
+        for task, result in zip(tasks, results):
+            out.append(result)
+            if progress:
+                progress(len(task[1]))
+        return out
+
     with multiprocessing.get_context('fork').Pool(num_workers) as pool:
-        yield pool.imap(_encode_task, tasks, chunksize=4)
+        return collect(pool.imap(_write_part, tasks))
+
+
+def _concatenate(parts, path):
+    """TFRecord files concatenate byte-wise (each record carries its own length and CRCs)."""
+    if len(parts) == 1:
+        os.replace(parts[0], path)
+        return
+    with open(path, 'wb') as out:
+        for part in parts:
+            with open(part, 'rb') as f:
+                size = os.fstat(f.fileno()).st_size
+                copied = 0
+                if hasattr(os, 'copy_file_range'):  # in the kernel, no user-space copy
+                    try:
+                        while copied < size:
+                            done = os.copy_file_range(f.fileno(), out.fileno(), size - copied)
+                            if not done:
+                                break
+                            copied += done
+                    except OSError:
+                        f.seek(copied)
+                out.seek(0, os.SEEK_END)
+                if copied < size:
+                    shutil.copyfileobj(f, out, 1 << 22)
 
 
 def _write_records(pairs, paths, spec, num_workers, strict, progress, log):
-    """Encodes `pairs` into the record files `paths` (round-robin), all or nothing.
+    """Encodes `pairs` into the record files `paths`, all or nothing.
 
+    Shard k holds the k-th contiguous block of pairs, in input order, whatever the number of
+    workers: each worker writes a contiguous chunk to a part file, and the parts are joined.
     Returns (skipped entries, class pixel counts [n + 1], image pixel counts [n], sizes).
     """
     n = spec.num_classes
     skipped, sizes = [], []
     class_pixels = np.zeros(n + 1, np.int64)  # last bin: ignored pixels
     image_pixels = np.zeros(n, np.int64)  # labelled pixels of the images where a class occurs
-    with contextlib.ExitStack() as stack:
-        tmp_paths = [stack.enter_context(atomic_path(p)) for p in paths]
-        tasks = [(image, label, spec) for image, label in pairs]
-        results = stack.enter_context(_task_results(tasks, num_workers))
-        writers = [stack.enter_context(tf.io.TFRecordWriter(p)) for p in tmp_paths]
-        if progress:
-            results = progress(results, total=len(tasks))
-        for (image_path, label_path), (serialized, info, shape) in zip(pairs, results):
-            if serialized is None:
-                skipped.append({'image': image_path, 'label': label_path, 'reason': info})
-                log('skipped: %s' % info)
-                continue
-            writers[len(sizes) % len(paths)].write(serialized)
-            sizes.append(shape)
-            class_pixels += info
-            image_pixels[info[:n] > 0] += info[:n].sum()
-        for writer in writers:
-            writer.close()
+    # One worker: one part per shard (renamed, not copied). Several: chunks of about
+    # CHUNK_PAIRS pairs (progress), at least 4 per worker (balance).
+    chunks = max(4 * num_workers, len(pairs) // CHUNK_PAIRS) if num_workers > 1 else 1
+    chunks_per_shard = max(1, -(-chunks // len(paths)))
+    parent = os.path.dirname(os.path.abspath(paths[0]))
+    os.makedirs(parent, exist_ok=True)
+    parts_dir = tempfile.mkdtemp(prefix='.%s.parts-' % os.path.basename(paths[0]),
+                                 suffix='.tmp', dir=parent)
+    try:
+        tasks, owners = [], []
+        for shard, (start, stop) in enumerate(split_evenly(len(pairs), len(paths))):
+            for a, b in split_evenly(stop - start, chunks_per_shard):
+                tasks.append((os.path.join(parts_dir, 'part-%05d' % len(tasks)),
+                              pairs[start + a:start + b], spec))
+                owners.append(shard)
+        results = _map_parts(tasks, num_workers, progress)
+        for (_, chunk, _), chunk_results in zip(tasks, results):
+            for (image_path, label_path), (reason, info, shape) in zip(chunk, chunk_results):
+                if reason is not None:
+                    skipped.append({'image': image_path, 'label': label_path, 'reason': reason})
+                    log('skipped: %s' % reason)
+                    continue
+                sizes.append(shape)
+                class_pixels += info
+                image_pixels[info[:n] > 0] += info[:n].sum()
         reasons = ''.join('\n  ' + item['reason'] for item in skipped[:5])
         if strict and skipped:
             raise PairError('%d of %d pairs are unusable (--strict); nothing written to %s:%s'
@@ -151,6 +218,12 @@ def _write_records(pairs, paths, spec, num_workers, strict, progress, log):
         if not sizes:
             raise PairError('no usable image/label pair among %d; nothing written to %s:%s'
                             % (len(pairs), paths[0], reasons))
+        with contextlib.ExitStack() as stack:  # all shards renamed only if all were written
+            tmp_paths = [stack.enter_context(atomic_path(p)) for p in paths]
+            for shard, tmp_path in enumerate(tmp_paths):
+                _concatenate([t[0] for t, o in zip(tasks, owners) if o == shard], tmp_path)
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
     return skipped, class_pixels, image_pixels, sizes
 
 
@@ -161,7 +234,8 @@ def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=
     The report (also saved as OUTPUT_PATH.report.json) counts written and skipped pairs, lists
     each skipped pair with its reason, the size range, per-class pixel counts and frequencies,
     and median-frequency class weights. With `strict`, any unusable pair fails the conversion
-    and nothing is written. `progress`, if given, wraps the result iterator (e.g. tqdm).
+    and nothing is written. `progress(n)`, if given, is called with the number of pairs done
+    (e.g. a tqdm bar's update).
     Raises RuntimeError when nothing could be written; earlier output is then untouched.
     """
     start = time.time()

@@ -6,6 +6,7 @@ interrupted run never leaves a valid-looking partial file behind.
 import contextlib
 import glob
 import os
+import shutil
 import tempfile
 
 
@@ -43,6 +44,9 @@ def remove_stale_temporaries(path):
     directory = os.path.dirname(os.path.abspath(path))
     stale = glob.glob(os.path.join(directory, '.' + glob.escape(os.path.basename(path)) + '*.tmp'))
     for tmp_path in stale:
-        with contextlib.suppress(OSError):
-            os.remove(tmp_path)
+        if os.path.isdir(tmp_path):
+            shutil.rmtree(tmp_path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.remove(tmp_path)
     return len(stale)
