@@ -45,3 +45,22 @@ def test_transposed_conv_interpolates_linearly():
     steps = np.diff(interior, axis=1)
     np.testing.assert_allclose(steps, 0.5, atol=1e-5)
     np.testing.assert_allclose(y[4:-4, 4:-4, 0] + y[4:-4, 4:-4, 1], 10, atol=1e-4)
+
+
+def test_matmul_transposed_conv_equals_conv2d_transpose_forward_and_backward():
+    from nets.fcn import transposed_conv_by_matmul
+    rng = np.random.RandomState(0)
+    for factor, (h, w), c_in, c_out in [(2, (3, 5), 3, 3), (8, (2, 3), 4, 2), (32, (2, 1), 5, 7)]:
+        x = tf.constant(rng.randn(2, h, w, c_in).astype(np.float32))
+        k = tf.constant(rng.randn(2 * factor, 2 * factor, c_out, c_in).astype(np.float32))
+        ours = transposed_conv_by_matmul(x, k, factor)
+        reference = tf.nn.conv2d_transpose(x, k, [2, h * factor, w * factor, c_out],
+                                           [1, factor, factor, 1], padding='SAME')
+        g = tf.constant(rng.randn(2, h * factor, w * factor, c_out).astype(np.float32))
+        grads = tf.gradients(tf.reduce_sum(ours * g), [x, k])
+        ref_grads = tf.gradients(tf.reduce_sum(reference * g), [x, k])
+        with tf.Session() as sess:
+            a, b, ga, gb = sess.run([ours, reference, grads, ref_grads])
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+        for ours_grad, ref_grad in zip(ga, gb):
+            np.testing.assert_allclose(ours_grad, ref_grad, rtol=1e-3, atol=1e-3)
