@@ -173,3 +173,26 @@ def test_staged_training_fcn32s_to_fcn16s(demo_records, tmp_path):
     assert '32 variables' in init  # 26 conv + fc6, fc7 weights/biases + score_fr weights/biases
     assert 'fcn/score_pool4/weights' in fresh and 'fcn/upscore16/weights' in fresh
     assert 'fcn/score_fr' not in fresh
+
+
+def test_published_style_inception_checkpoint_initialises_the_base(tmp_path):
+    from tf_slim.nets import inception_v3
+    from nets.inception_v3_fcn import inception_v3_fcn_arg_scope
+    ckpt = str(tmp_path / 'inception_v3.ckpt')
+    with tf.Graph().as_default():
+        with slim.arg_scope(inception_v3_fcn_arg_scope(False)):
+            net, _ = inception_v3.inception_v3_base(tf.zeros([1, 299, 299, 3]))
+            with tf.variable_scope('InceptionV3/Logits'):
+                slim.conv2d(net, 1001, [1, 1], scope='Conv2d_1c_1x1')
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            tf.train.Saver().save(sess, ckpt)
+            base_count = len([v for v in tf.global_variables()
+                              if not v.op.name.startswith('InceptionV3/Logits')])
+    images = tf.placeholder(tf.float32, [None, None, None, 3])
+    build_network(images, 5, True, 'inception_v3_fcn8s')
+    messages = []
+    make_init_fn(ckpt, tf.model_variables(), ['InceptionV3/Logits', 'InceptionV3/AuxLogits'],
+                 messages.append)
+    assert messages[0].startswith('Initialising %d variables' % base_count)
+    assert 'fcn/score_fr/weights' in messages[1]
