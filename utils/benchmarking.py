@@ -2,6 +2,7 @@
 in-memory synthetic inputs), matrix-multiply peak, inference latency, CRF time, conversion
 speed. Each function returns plain numbers; the script prints the table."""
 import dataclasses
+import json
 import multiprocessing
 import os
 import resource
@@ -78,7 +79,6 @@ def crf_ms_per_image(height=360, width=480, num_classes=11, iterations=5, runs=5
 
 def conversion_images_per_second(data_dir, split, num_workers, output_path, config_path):
     """Runs the converter as a user would and reads its images/s from the report."""
-    import json
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run([sys.executable, os.path.join(root, 'convert_fcn_dataset.py'),
                     '--dataset_format', 'camvid', '--data_dir', data_dir, '--split', split,

@@ -297,11 +297,10 @@ def train(config, log=print, should_stop=lambda: False):
         target = tf.distribute.Server(tf.train.ClusterSpec(cluster), job_name=task_type,
                                       task_index=task_index, config=proto, start=True).target
     with tf.Session(target, graph=graph, config=proto) as session:
-        session.run(tf.global_variables_initializer())
         latest = None
         for candidate in candidates:
             try:
-                session.run(tf.global_variables_initializer())  # undo a failed partial restore
+                session.run(tf.global_variables_initializer())  # also undoes a failed restore
                 with graph.as_default():
                     make_init_fn(candidate, tf.global_variables(), (), lambda *_: None,
                                  required)(session)
@@ -316,10 +315,12 @@ def train(config, log=print, should_stop=lambda: False):
         if latest:
             saver.recover_last_checkpoints(list(reversed(candidates)))
             log('Resumed from %s at step %d' % (latest, session.run(global_step)))
-        elif init_fn:
-            init_fn(session)
         else:
-            log('No checkpoint_path: training from randomly initialised weights')
+            session.run(tf.global_variables_initializer())
+            if init_fn:
+                init_fn(session)
+            else:
+                log('No checkpoint_path: training from randomly initialised weights')
         session.run(tensors['input_init'])
         train_writer = tf.summary.FileWriter(train_dir) if chief else None
         eval_writer = tf.summary.FileWriter(eval_dir) if chief else None
