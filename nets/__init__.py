@@ -10,15 +10,17 @@ import functools
 
 import tf_slim as slim
 
-from nets.fcn import fcn
+from nets.fcn import fcn, upsample
 from nets.inception_v3_fcn import inception_v3_fcn
 from nets.mobilenet_v1 import mobilenet_v1_fcn, mobilenet_v1_fcn8s
 from nets.vgg import vgg_arg_scope
 
 
 def _vgg_fcn(images, num_classes, is_training, weight_decay=5e-4, **kwargs):
+    # slim's VGG defaults, and the same weight decay on the head's transposed convolutions.
     with slim.arg_scope(vgg_arg_scope(weight_decay)):
-        return fcn(images, num_classes, is_training, **kwargs)
+        with slim.arg_scope([upsample], weights_regularizer=slim.l2_regularizer(weight_decay)):
+            return fcn(images, num_classes, is_training, **kwargs)
 
 
 NETWORKS = {

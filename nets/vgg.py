@@ -15,14 +15,12 @@ OUTPUT_STRIDE = 32
 
 def vgg_arg_scope(weight_decay=0.0005):
     """slim's VGG defaults: ReLU, L2 weight decay on weights, zero biases, SAME padding."""
-    from nets.fcn import upsample  # the FCN head's transposed convolutions decay too
     with slim.arg_scope([slim.conv2d, slim.conv2d_transpose],
                         activation_fn=tf.nn.relu,
                         weights_regularizer=slim.l2_regularizer(weight_decay),
                         biases_initializer=tf.zeros_initializer()):
-        with slim.arg_scope([upsample], weights_regularizer=slim.l2_regularizer(weight_decay)):
-            with slim.arg_scope([slim.conv2d], padding='SAME') as arg_sc:
-                return arg_sc
+        with slim.arg_scope([slim.conv2d], padding='SAME') as arg_sc:
+            return arg_sc
 
 
 def vgg_16(inputs, num_classes=None, is_training=True, dropout_keep_prob=0.5,
