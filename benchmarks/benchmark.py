@@ -87,7 +87,7 @@ def train_section(args, records, config_path, peak):
             print('| %dx%d | %s | %.2f | %.2f | %.3f | %.1f | %.0f%% |'
                   % (height, width, precision, real, synthetic, real / synthetic, flops,
                      100 * flops * synthetic / peak))
-    return results
+    return results, dataset_config.num_classes
 
 
 def mobilenet_section(work):
@@ -115,6 +115,18 @@ def mobilenet_section(work):
     return results
 
 
+def crf_section(data_dir):
+    split = 'val' if os.path.isdir(os.path.join(data_dir, 'val')) else 'train'
+    inputs = bench.crf_inputs(data_dir, split)
+    height, width = inputs[0][0].shape[:2]
+    print('\n## Dense CRF, 11 classes, 5 iterations (pydensecrf)')
+    print('| input | ms/image |\n|---|---|')
+    print('| %d %s images of %s, %dx%d, FCN-like scores | %.0f |'
+          % (len(inputs), split, data_dir, height, width, bench.crf_ms_per_image(inputs)))
+    print('| uniform-noise 360x480 image, random scores (lattice worst case) | %.0f |'
+          % bench.crf_ms_per_image([bench.noise_crf_input()], runs=3))
+
+
 def main(argv=None):
     args = parse_args(argv)
     setup_tensorflow()
@@ -130,8 +142,7 @@ def main(argv=None):
     if 'mobilenet' in sections:
         mobile = mobilenet_section(work)
     if 'crf' in sections:
-        print('\n## Dense CRF, 360x480, 11 classes, 5 iterations: %.0f ms/image'
-              % bench.crf_ms_per_image())
+        crf_section(data_dir)
     if 'convert' in sections:
         rates = {n: bench.conversion_images_per_second(
             data_dir, 'train', n, os.path.join(work, 'c%d.record' % n), config_path)
@@ -143,15 +154,17 @@ def main(argv=None):
         print('\n## Peers (same session)')
         fcn = os.path.join(args.peers, 'peer_keras_fcn8s.py')
         if trained:
-            for precision, flag in (('float32', []), ('mixed_bfloat16', ['--bf16'])):
-                if ('224,224', precision) not in trained:
-                    continue
-                peer = run_peer(fcn, '--batch', str(args.batch_size), '--height', '224',
-                                '--width', '224', '--steps', '6', *flag)
-                ours = trained[('224,224', precision)]
-                print('FCN-8s train 224x224 %s: ours %.2f img/s, Keras 3 peer%s %.2f img/s, '
-                      'ratio %.2f' % (precision, ours, ' --bf16' if flag else '', peer,
-                                      ours / peer))
+            results, num_classes = trained
+            peers = {precision: run_peer(fcn, '--batch', str(args.batch_size), '--height', '224',
+                                         '--width', '224', '--steps', '6', '--classes',
+                                         str(num_classes), *flag)
+                     for precision, flag in (('float32', []), ('mixed_bfloat16', ['--bf16']))
+                     if ('224,224', precision) in results}
+            for precision, ours in ((p, results[('224,224', p)]) for p in peers):
+                print('FCN-8s train 224x224 %s: ours %.2f img/s; Keras 3 peer %s' % (
+                    precision, ours, ', '.join(
+                        '%s %.2f img/s (ratio %.2f)' % (peer_precision, rate, ours / rate)
+                        for peer_precision, rate in peers.items())))
         if mobile:
             for batch in (4, 1):
                 peer = run_peer(os.path.join(args.peers, 'peer_keras_mobilenet_fcn.py'),

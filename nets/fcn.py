@@ -11,6 +11,7 @@ is exactly the input's height x width for any size.
 import tensorflow.compat.v1 as tf
 import tf_slim as slim
 
+from nets.layers import transposed_conv_by_matmul
 from nets.vgg import FC_DEPTH, OUTPUT_STRIDE, vgg_16
 from utils.upsampling import bilinear_kernel, upsample_kernel_size
 
@@ -18,35 +19,6 @@ from utils.upsampling import bilinear_kernel, upsample_kernel_size
 SKIPS = {'fcn32s': (), 'fcn16s': ('pool4',), 'fcn8s': ('pool4', 'pool3')}
 AT_ONCE_SCALES = {'pool4': 0.01, 'pool3': 0.0001}
 HEAD_SCOPE = 'fcn'
-
-
-def transposed_conv_by_matmul(net, weights, factor):
-    """tf.nn.conv2d_transpose(net, weights, stride=factor, padding='SAME') for kernels of size
-    2*factor, as one matrix product and an overlap-add.
-
-    The few-channel, large-kernel transposed convolutions of FCN heads (e.g. 7 classes, kernel
-    64) run several times faster this way on CPUs than as Conv2DBackpropInput.
-    net: [batch, h, w, c_in]; weights: [2f, 2f, c_out, c_in] -> [batch, h*f, w*f, c_out].
-    """
-    f = factor
-    shape = tf.shape(net)
-    batch, height, width = shape[0], shape[1], shape[2]
-    c_in = net.shape[-1]
-    c_out = weights.shape[2]
-    # Every input pixel paints a 2f x 2f patch: [batch*h*w, c_in] x [c_in, 2f*2f*c_out].
-    matrix = tf.reshape(tf.transpose(weights, [3, 0, 1, 2]), [c_in, 4 * f * f * c_out])
-    patches = tf.matmul(tf.reshape(net, [-1, c_in]), matrix)
-    patches = tf.reshape(patches, [batch, height, width, 2, f, 2, f, c_out])
-    # Overlap-add: block (i, j) of the output gets the quadrant (a, b) of patch (i - a, j - b).
-    blocks = 0
-    for a in (0, 1):
-        for b in (0, 1):
-            blocks += tf.pad(patches[:, :, :, a, :, b, :, :],
-                             [[0, 0], [a, 1 - a], [b, 1 - b], [0, 0], [0, 0], [0, 0]])
-    # [batch, h+1, w+1, f, f, c] -> [batch, (h+1)*f, (w+1)*f, c], then SAME's f/2 offset.
-    full = tf.reshape(tf.transpose(blocks, [0, 1, 3, 2, 4, 5]),
-                      [batch, (height + 1) * f, (width + 1) * f, c_out])
-    return full[:, f // 2:f // 2 + height * f, f // 2:f // 2 + width * f, :]
 
 
 @slim.add_arg_scope

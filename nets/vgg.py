@@ -7,6 +7,8 @@ the published `vgg_16.ckpt` (`vgg_16/conv1/conv1_1/weights`, ..., `vgg_16/fc6/we
 import tensorflow.compat.v1 as tf
 import tf_slim as slim
 
+from nets.layers import conv2d_by_matmul
+
 # RGB means subtracted from 0..255 inputs (slim's vgg_preprocessing).
 MEAN_RGB = (123.68, 116.78, 103.94)
 FC_DEPTH = 4096
@@ -15,7 +17,7 @@ OUTPUT_STRIDE = 32
 
 def vgg_arg_scope(weight_decay=0.0005):
     """slim's VGG defaults: ReLU, L2 weight decay on weights, zero biases, SAME padding."""
-    with slim.arg_scope([slim.conv2d, slim.conv2d_transpose],
+    with slim.arg_scope([slim.conv2d, slim.conv2d_transpose, conv2d_by_matmul],
                         activation_fn=tf.nn.relu,
                         weights_regularizer=slim.l2_regularizer(weight_decay),
                         biases_initializer=tf.zeros_initializer()):
@@ -35,7 +37,7 @@ def vgg_16(inputs, num_classes=None, is_training=True, dropout_keep_prob=0.5,
     """
     with tf.variable_scope(scope, 'vgg_16', [inputs]) as sc:
         end_points_collection = sc.original_name_scope + '_end_points'
-        with slim.arg_scope([slim.conv2d, slim.max_pool2d],
+        with slim.arg_scope([slim.conv2d, conv2d_by_matmul, slim.max_pool2d],
                             outputs_collections=end_points_collection):
             net = inputs
             for block, (repeats, depth) in enumerate([(2, 64), (2, 128), (3, 256), (3, 512),
@@ -43,9 +45,10 @@ def vgg_16(inputs, num_classes=None, is_training=True, dropout_keep_prob=0.5,
                 net = slim.repeat(net, repeats, slim.conv2d, depth, [3, 3],
                                   scope='conv%d' % block)
                 net = slim.max_pool2d(net, [2, 2], padding='SAME', scope='pool%d' % block)
-            net = slim.conv2d(net, fc_depth, [7, 7], scope='fc6')
+            # fc6/fc7 as matrix products: same variables, faster on CPUs (nets/layers.py).
+            net = conv2d_by_matmul(net, fc_depth, [7, 7], scope='fc6')
             net = slim.dropout(net, dropout_keep_prob, is_training=is_training, scope='dropout6')
-            net = slim.conv2d(net, fc_depth, [1, 1], scope='fc7')
+            net = conv2d_by_matmul(net, fc_depth, [1, 1], scope='fc7')
             net = slim.dropout(net, dropout_keep_prob, is_training=is_training, scope='dropout7')
             if num_classes:
                 net = slim.conv2d(net, num_classes, [1, 1], activation_fn=None,

@@ -48,7 +48,7 @@ def test_transposed_conv_interpolates_linearly():
 
 
 def test_matmul_transposed_conv_equals_conv2d_transpose_forward_and_backward():
-    from nets.fcn import transposed_conv_by_matmul
+    from nets.layers import transposed_conv_by_matmul
     rng = np.random.RandomState(0)
     for factor, (h, w), c_in, c_out in [(2, (3, 5), 3, 3), (8, (2, 3), 4, 2), (32, (2, 1), 5, 7)]:
         x = tf.constant(rng.randn(2, h, w, c_in).astype(np.float32))
@@ -64,3 +64,36 @@ def test_matmul_transposed_conv_equals_conv2d_transpose_forward_and_backward():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
         for ours_grad, ref_grad in zip(ga, gb):
             np.testing.assert_allclose(ours_grad, ref_grad, rtol=1e-3, atol=1e-3)
+
+
+def test_matmul_conv2d_equals_slim_conv2d_forward_and_backward():
+    """fc6/fc7 as matrix products: the same variables as slim.conv2d, the same outputs and
+    gradients, the same weight-decay loss, end point and model variables."""
+    import tf_slim as slim
+    from nets.layers import conv2d_by_matmul
+    rng = np.random.RandomState(0)
+    for kernel, (h, w) in [((7, 7), (3, 5)), ((7, 7), (9, 8)), ((1, 1), (4, 2)), ((4, 3), (5, 6))]:
+        with tf.Graph().as_default():
+            x = tf.constant(rng.randn(2, h, w, 6).astype(np.float32))
+            common = dict(weights_regularizer=slim.l2_regularizer(0.5),
+                          biases_initializer=tf.random_normal_initializer())
+            ours = conv2d_by_matmul(x, 5, kernel, scope='ours', outputs_collections='ends',
+                                    **common)
+            reference = slim.conv2d(x, 5, kernel, scope='reference', **common)
+            ours_vars = [v.op.name for v in slim.get_model_variables('ours')]
+            assert ours_vars == ['ours/weights', 'ours/biases']
+            assert tf.get_collection('ends')[0].aliases == ['ours']
+            assert len(tf.losses.get_regularization_losses()) == 2
+            variables = [slim.get_model_variables(s) for s in ('ours', 'reference')]
+            with tf.Session() as sess:
+                sess.run(tf.global_variables_initializer())
+                for mine, theirs in zip(*variables):  # the same starting values
+                    sess.run(mine.assign(theirs))
+                g = tf.constant(rng.randn(2, h, w, 5).astype(np.float32))
+                grads = [tf.gradients(tf.reduce_sum(y * g), [x] + v)
+                         for y, v in zip((ours, reference), variables)]
+                a, b, ga, gb = sess.run([ours, reference] + grads)
+                assert a.shape == b.shape == (2, h, w, 5)
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+                for ours_grad, ref_grad in zip(ga, gb):
+                    np.testing.assert_allclose(ours_grad, ref_grad, rtol=1e-4, atol=1e-3)

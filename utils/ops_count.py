@@ -6,7 +6,8 @@ out, as in the usual deployment tables.
 
     rows = count_ops((320, 480), 7, model='mobilenet_v1_fcn', depth_multiplier=0.5)
 """
-import numpy as np
+import math
+
 import tensorflow.compat.v1 as tf
 
 from nets import build_network
@@ -21,12 +22,15 @@ def _layer_name(op_name):
 
 
 def _macs(op_type, input_shape, kernel_shape, output_shape):
+    # Python ints: a VGG fc6 as one matmul is 49 x 25088 x 4096 MACs, past int32.
+    input_shape, kernel_shape, output_shape = (
+        [int(v) for v in shape] for shape in (input_shape, kernel_shape, output_shape))
     if op_type == 'Conv2D':
-        return np.prod(output_shape[1:]) * np.prod(kernel_shape[:3])
+        return math.prod(output_shape[1:]) * math.prod(kernel_shape[:3])
     if op_type == 'DepthwiseConv2dNative':
-        return np.prod(output_shape[1:]) * np.prod(kernel_shape[:2])
+        return math.prod(output_shape[1:]) * math.prod(kernel_shape[:2])
     if op_type == 'Conv2DBackpropInput':  # input_shape: the map being upsampled
-        return np.prod(input_shape[1:]) * np.prod(kernel_shape[:2]) * kernel_shape[2]
+        return math.prod(input_shape[1:]) * math.prod(kernel_shape[:2]) * kernel_shape[2]
     return input_shape[0] * input_shape[1] * kernel_shape[1]  # MatMul [m, k] x [k, n]
 
 

@@ -1,0 +1,82 @@
+"""Layers written as matrix products, for the shapes where CPUs run them faster than the
+convolution kernels, with the variable names and shapes of the slim layers they replace.
+
+Both are exact (same arithmetic as the convolution, up to float summation order), forward and
+backward, and every op in them has a cheap gradient (matmul, reshape, transpose, pad, slice,
+concat).
+"""
+import tensorflow.compat.v1 as tf
+import tf_slim as slim
+
+
+@slim.add_arg_scope
+def conv2d_by_matmul(inputs, num_outputs, kernel_size, activation_fn=tf.nn.relu,
+                     weights_initializer=slim.xavier_initializer(),
+                     weights_regularizer=None, biases_initializer=tf.zeros_initializer(),
+                     trainable=True, outputs_collections=None, scope=None):
+    """slim.conv2d (stride 1, SAME padding) as explicit patches times one weight matrix.
+
+    For VGG's fc6 (7x7x512 -> 4096 on a map of a few pixels per side) and fc7 (1x1), where
+    oneDNN's convolution kernels, and above all their backward passes, reach a fraction of the
+    matrix-multiply peak: measured on a 2-core AVX512-BF16 CPU, fc6 forward+backward at
+    batch 4 on a 7x7 map took 688 -> 420 ms (float32) and 625 -> 206 ms (bfloat16).
+    The patches tensor is kernel_h * kernel_w times the input map, which is small at stride 32.
+    Variables: `scope/weights` [kh, kw, c_in, num_outputs], `scope/biases` [num_outputs].
+    """
+    kh, kw = kernel_size
+    with tf.variable_scope(scope, 'Conv', [inputs]) as sc:
+        c_in = inputs.shape[-1]
+        weights = slim.model_variable('weights', [kh, kw, c_in, num_outputs],
+                                      initializer=weights_initializer,
+                                      regularizer=weights_regularizer, trainable=trainable)
+        shape = tf.shape(inputs)
+        batch, height, width = shape[0], shape[1], shape[2]
+        if (kh, kw) == (1, 1):
+            patches = inputs
+        else:  # SAME padding: (k - 1) // 2 before, the rest after.
+            padded = tf.pad(inputs, [[0, 0], [(kh - 1) // 2, kh // 2], [(kw - 1) // 2, kw // 2],
+                                     [0, 0]])
+            # Channel order (dy, dx, c_in) is the row order of the reshaped [kh, kw, c_in, out].
+            patches = tf.concat([tf.slice(padded, [0, dy, dx, 0], [-1, height, width, -1])
+                                 for dy in range(kh) for dx in range(kw)], axis=3)
+        outputs = tf.matmul(tf.reshape(patches, [-1, kh * kw * c_in]),
+                            tf.reshape(weights, [kh * kw * c_in, num_outputs]))
+        if biases_initializer is not None:
+            biases = slim.model_variable('biases', [num_outputs], initializer=biases_initializer,
+                                         trainable=trainable)
+            outputs = tf.nn.bias_add(outputs, biases)
+        outputs = tf.reshape(outputs, [batch, height, width, num_outputs])
+        if activation_fn is not None:
+            outputs = activation_fn(outputs)
+        return slim.utils.collect_named_outputs(outputs_collections, sc.name, outputs)
+
+
+def transposed_conv_by_matmul(net, weights, factor):
+    """tf.nn.conv2d_transpose(net, weights, stride=factor, padding='SAME') for kernels of size
+    2*factor, as four matrix products and an overlap-add.
+
+    The few-channel, large-kernel transposed convolutions of FCN heads (e.g. 7 classes, kernel
+    64) run several times faster this way on CPUs than as Conv2DBackpropInput, forward and
+    backward. Slicing one large patch tensor instead of the small weights made StridedSliceGrad
+    15% of a VGG FCN-8s training step (upscore8 backward 173 -> 11 ms at batch 4, 224x224).
+    net: [batch, h, w, c_in]; weights: [2f, 2f, c_out, c_in] -> [batch, h*f, w*f, c_out].
+    """
+    f = factor
+    shape = tf.shape(net)
+    batch, height, width = shape[0], shape[1], shape[2]
+    c_in = net.shape[-1]
+    c_out = weights.shape[2]
+    # Kernel row a*f + y, column b*f + x -> four quadrant matrices [c_in, f*f*c_out], (a, b)
+    # in the order (0, 0), (0, 1), (1, 0), (1, 1).
+    quadrants = tf.transpose(tf.reshape(weights, [2, f, 2, f, c_out, c_in]), [0, 2, 5, 1, 3, 4])
+    matrices = tf.unstack(tf.reshape(quadrants, [4, c_in, f * f * c_out]))
+    rows = tf.reshape(net, [-1, c_in])
+    # Overlap-add: block (i, j) of the output gets the quadrant (a, b) of patch (i - a, j - b).
+    blocks = 0
+    for matrix, (a, b) in zip(matrices, [(0, 0), (0, 1), (1, 0), (1, 1)]):
+        painted = tf.reshape(tf.matmul(rows, matrix), [batch, height, width, f, f, c_out])
+        blocks += tf.pad(painted, [[0, 0], [a, 1 - a], [b, 1 - b], [0, 0], [0, 0], [0, 0]])
+    # [batch, h+1, w+1, f, f, c] -> [batch, (h+1)*f, (w+1)*f, c], then SAME's f/2 offset.
+    full = tf.reshape(tf.transpose(blocks, [0, 1, 3, 2, 4, 5]),
+                      [batch, (height + 1) * f, (width + 1) * f, c_out])
+    return tf.slice(full, [0, f // 2, f // 2, 0], [-1, height * f, width * f, -1])
