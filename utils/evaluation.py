@@ -58,6 +58,48 @@ def crf_predictions(image, probabilities, config):
     return prediction, dense_crf(image, probabilities, **config.crf_params())
 
 
+class Scorer:
+    """Confusion matrices over a stream of images, without and (when on) with dense CRF."""
+
+    def __init__(self, num_classes, crf):
+        self.num_classes = num_classes
+        self.hist = np.zeros((num_classes, num_classes), np.int64)
+        self.crf_hist = np.zeros_like(self.hist) if crf else None
+        self.num_images = 0
+
+    def add(self, label, prediction, crf_prediction=None):
+        """Counts one image; returns its own (confusion, CRF confusion or None)."""
+        image_hist = confusion_matrix(label, prediction, self.num_classes)
+        self.hist += image_hist
+        crf_image_hist = None
+        if self.crf_hist is not None:
+            crf_image_hist = confusion_matrix(label, crf_prediction, self.num_classes)
+            self.crf_hist += crf_image_hist
+        self.num_images += 1
+        return image_hist, crf_image_hist
+
+    def result(self, with_confusion=False):
+        """utils.metrics.scores, 'crf' (the same after CRF, when on) and 'num_images'."""
+        def summary(hist):
+            return dict(scores(hist), confusion=hist.tolist()) if with_confusion else scores(hist)
+        result = summary(self.hist)
+        if self.crf_hist is not None:
+            result['crf'] = summary(self.crf_hist)
+        result['num_images'] = self.num_images
+        return result
+
+
+def scored_images(session, graph, config, scorer):
+    """Predicts (with CRF when on) and scores every image of an eval graph's pass.
+
+    Yields (image, label, prediction, crf_prediction, filename, confusion, crf_confusion).
+    """
+    for image, label, probabilities, filename in iterate_eval(session, graph):
+        prediction, crf_prediction = crf_predictions(image, probabilities, config)
+        image_hist, crf_image_hist = scorer.add(label, prediction, crf_prediction)
+        yield image, label, prediction, crf_prediction, filename, image_hist, crf_image_hist
+
+
 def run_validation(session, graph, config, step, draw_dir=None, log=print):
     """Scores every validation image (with and without dense CRF) and draws its five JPEGs.
 
@@ -66,39 +108,21 @@ def run_validation(session, graph, config, step, draw_dir=None, log=print):
     annotation and prediction as RGB arrays, for TensorBoard).
     """
     palette = make_palette(config.class_colors, config.num_classes)
-    hist = np.zeros((config.num_classes, config.num_classes), np.int64)
-    crf_hist = np.zeros_like(hist)
+    scorer = Scorer(config.num_classes, config.crf)
     jpegs, sample = [], {}
     total = graph['num_images']
-    count = 0
-    for index, (image, label, probs, _) in enumerate(iterate_eval(session, graph)):
-        count += 1
-        prediction, crf_prediction = crf_predictions(image, probs, config)
+    for index, (image, label, prediction, crf_prediction, *_) in enumerate(
+            scored_images(session, graph, config, scorer)):
         if index == 0:
             sample = {'image': image, 'annotation': colorize(label, palette),
                       'prediction': colorize(prediction, palette)}
         if total >= 20 and (index + 1) % max(total // 5, 10) == 0:
             log('validation %d/%d images' % (index + 1, total))
-        hist += confusion_matrix(label, prediction, config.num_classes)
-        if crf_prediction is not None:
-            crf_hist += confusion_matrix(label, crf_prediction, config.num_classes)
         if draw_dir:
-            jpegs += write_sample_jpegs(draw_dir, prefix_for(step, index, graph['num_images']),
-                                        image, label, prediction, crf_prediction, palette,
+            jpegs += write_sample_jpegs(draw_dir, prefix_for(step, index, total), image, label,
+                                        prediction, crf_prediction, palette,
                                         config.overlay_alpha)
-    result = scores(hist)
-    if config.crf:
-        result['crf'] = scores(crf_hist)
-    result['num_images'] = count
-    result['jpegs'] = jpegs
-    result['sample_pictures'] = sample
-    return result
-
-
-def image_scores(label, prediction, num_classes):
-    """Pixel accuracy and mean IoU of one image."""
-    result = scores(confusion_matrix(label, prediction, num_classes))
-    return result['pixel_accuracy'], result['mean_iou']
+    return dict(scorer.result(), jpegs=jpegs, sample_pictures=sample)
 
 
 def restore_model(session, checkpoint):
@@ -110,39 +134,33 @@ def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=
              worst=0, on_image=None):
     """Streams a checkpoint over a record set at the images' own sizes.
 
-    Returns (scores dict with 'crf' when config.crf, per-image rows, drawn samples). Per-image
-    rows are dicts: filename, pixel_accuracy, mean_iou (and crf_mean_iou). With `worst` > 0,
-    the samples (image, label, prediction, crf_prediction, filename) of the `worst` images by
-    mean IoU are returned for drawing; with worst < 0 every image is passed to `on_image` as it
-    comes (that is, all are drawn) and none is kept.
+    Returns (scores dict with 'confusion', and 'crf' when config.crf, per-image rows, drawn
+    samples). Per-image rows are dicts: filename, pixel_accuracy, mean_iou (and crf_mean_iou).
+    With `worst` > 0, the samples (image, label, prediction, crf_prediction, filename) of the
+    `worst` images by mean IoU are returned for drawing; with worst < 0 every image is passed
+    to `on_image` as it comes (that is, all are drawn) and none is kept.
     """
-    n = config.num_classes
-    hist = np.zeros((n, n), np.int64)
-    crf_hist = np.zeros_like(hist)
+    scorer = Scorer(config.num_classes, config.crf)
     rows, kept = [], []
     with tf.Graph().as_default():
         graph = build_eval_graph(config, record_spec, num_images, scales, flip)
         with tf.Session(config=session_config()) as session:
             restore_model(session, checkpoint)
-            for image, label, probs, filename in iterate_eval(session, graph):
-                prediction, crf_prediction = crf_predictions(image, probs, config)
-                hist += confusion_matrix(label, prediction, n)
-                accuracy, miou = image_scores(label, prediction, n)
-                row = {'filename': filename, 'pixel_accuracy': accuracy, 'mean_iou': miou}
-                if crf_prediction is not None:
-                    crf_hist += confusion_matrix(label, crf_prediction, n)
-                    row['crf_mean_iou'] = image_scores(label, crf_prediction, n)[1]
+            for (image, label, prediction, crf_prediction, filename, image_hist,
+                 crf_image_hist) in scored_images(session, graph, config, scorer):
+                image_result = scores(image_hist)
+                miou = image_result['mean_iou']
+                row = {'filename': filename, 'pixel_accuracy': image_result['pixel_accuracy'],
+                       'mean_iou': miou}
+                if crf_image_hist is not None:
+                    row['crf_mean_iou'] = scores(crf_image_hist)['mean_iou']
                 rows.append(row)
                 sample = (image, label, prediction, crf_prediction, filename)
                 if on_image:
                     on_image(sample)
                 if worst > 0:
                     kept = sorted(kept + [(miou, len(rows), sample)], key=lambda k: k[:2])[:worst]
-    result = dict(scores(hist), confusion=hist.tolist())
-    if config.crf:
-        result['crf'] = dict(scores(crf_hist), confusion=crf_hist.tolist())
-    result['num_images'] = len(rows)
-    return result, rows, [k[2] for k in kept]
+    return scorer.result(with_confusion=True), rows, [k[2] for k in kept]
 
 
 def collect_probabilities(config, checkpoint, record_spec, num_images):

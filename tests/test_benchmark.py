@@ -1,0 +1,44 @@
+"""benchmarks/benchmark.py runs end to end on a tiny dataset and prints its tables."""
+import os
+import re
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+
+from tests.conftest import ROOT
+from utils import benchmarking
+from utils.demo_data import write_demo_dataset
+
+
+def test_benchmark_prints_training_and_crf_tables(tmp_path):
+    data_dir = write_demo_dataset(str(tmp_path / 'scenes'), 4, 2, 64, 96)
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'benchmarks', 'benchmark.py'), '--sections',
+         'train,crf', '--config', os.path.join(ROOT, 'configs', 'demo.yaml'), '--sizes', '64,64',
+         '--steps', '1', '--data_dir', data_dir],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    row = re.search(r'\| 64x64 \| float32 \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \|', out)
+    assert row and all(float(v) > 0 for v in row.groups()), out
+    assert re.search(r'\| 2 val images of .*, 64x96, FCN-like scores \| [0-9]+ \|', out), out
+    assert re.search(r'\| uniform-noise 360x480 image.* \| [0-9]+ \|', out), out
+    assert 'Peak memory (RSS)' in out
+
+
+def test_crf_inputs_follow_the_annotation(tmp_path):
+    data_dir = write_demo_dataset(str(tmp_path / 'scenes'), 1, 2, 64, 96)
+    inputs = benchmarking.crf_inputs(data_dir, 'val', num_classes=4)
+    assert len(inputs) == 2
+    names = sorted(os.listdir(os.path.join(data_dir, 'valannot')))
+    for (image, probabilities), name in zip(inputs, names):
+        label = cv2.imread(os.path.join(data_dir, 'valannot', name), cv2.IMREAD_UNCHANGED)
+        assert image.shape == (64, 96, 3) and image.dtype == np.uint8
+        assert probabilities.shape == (64, 96, 4)
+        np.testing.assert_allclose(probabilities.sum(-1), 1, rtol=1e-5)
+        # Blurred at stride 8 and noisy, the scores still name the annotated class on most
+        # labelled pixels.
+        labelled = label < 4
+        assert (probabilities.argmax(-1) == label)[labelled].mean() > 0.7
