@@ -23,7 +23,7 @@ from utils.config import resolve_config  # noqa: E402
 from utils.ops_count import count_ops  # noqa: E402
 from utils.runtime import setup_tensorflow  # noqa: E402
 
-SECTIONS = ('train', 'mobilenet', 'crf', 'convert')
+SECTIONS = ('train', 'inference', 'mobilenet', 'crf', 'convert')
 
 
 def parse_args(argv=None):
@@ -90,22 +90,24 @@ def train_section(args, records, config_path, peak):
     return results, dataset_config.num_classes
 
 
+def inference_section(args, work):
+    """ms/image at batch 1 of the config's network through an exported SavedModel."""
+    from utils.export import benchmark_latency
+    config = resolve_config(args.config)
+    model = bench.exported_model(config, work, 'inference')
+    print('\n## Inference (%s, exported SavedModel, class map), batch 1'
+          % os.path.basename(args.config))
+    print('| size | ms/image |\n|---|---|')
+    for size in args.sizes.split(';'):
+        height, width = (int(v) for v in size.split(','))
+        print('| %dx%d | %.1f |' % (height, width,
+                                    benchmark_latency(model, height, width, 1, runs=10)))
+
+
 def mobilenet_section(work):
-    from utils.checkpoints import CheckpointError  # noqa: F401  (imports the nets)
-    from utils.export import ExportedModel, benchmark_latency, export_saved_model
-    import tensorflow.compat.v1 as tf
-    from nets import build_network
+    from utils.export import benchmark_latency
     config = resolve_config(os.path.join(ROOT, 'configs', 'cityscapes7_mobilenet_fcn.yaml'))
-    checkpoint = os.path.join(work, 'mobilenet', 'model.ckpt')
-    with tf.Graph().as_default():
-        build_network(tf.zeros([1, 320, 480, 3]), config.num_classes, False,
-                      **config.network_args())
-        with tf.Session() as session:
-            session.run(tf.global_variables_initializer())
-            tf.train.Saver(tf.model_variables()).save(session, checkpoint)
-    export_dir = os.path.join(work, 'mobilenet_export')
-    export_saved_model(config, checkpoint, export_dir)
-    model = ExportedModel(export_dir, outputs=('classes',))
+    model = bench.exported_model(config, work, 'mobilenet')
     results = {batch: 1000.0 / benchmark_latency(model, 320, 480, batch, runs=20)
                for batch in (4, 1)}
     print('\n## MobileNet v1 FCN (x0.5, 7x7 head, 7 classes) at 320x480, exported SavedModel')
@@ -139,16 +141,18 @@ def main(argv=None):
     trained = mobile = None
     if 'train' in sections:
         trained = train_section(args, records, config_path, peak)
+    if 'inference' in sections:
+        inference_section(args, work)
     if 'mobilenet' in sections:
         mobile = mobilenet_section(work)
     if 'crf' in sections:
         crf_section(data_dir)
     if 'convert' in sections:
-        rates = {n: bench.conversion_images_per_second(
-            data_dir, 'train', n, os.path.join(work, 'c%d.record' % n), config_path)
-            for n in (1, bench.cpu_count())}
-        print('\n## Conversion (%s): %s' % (data_dir, ', '.join(
-            '%d worker(s) %.1f img/s' % (n, r) for n, r in rates.items())))
+        rates = bench.conversion_rates(data_dir, 'train', (1, bench.cpu_count()), work,
+                                       config_path)
+        print('\n## Conversion (%s, median of 3): %s; scaling %.2fx' % (
+            data_dir, ', '.join('%d worker(s) %.1f img/s' % (n, r) for n, r in rates.items()),
+            rates[bench.cpu_count()] / rates[1]))
     print('\nPeak memory (RSS) of this process: %.0f MB' % bench.peak_rss_mb())
     if args.peers:
         print('\n## Peers (same session)')

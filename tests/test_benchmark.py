@@ -12,19 +12,22 @@ from utils import benchmarking
 from utils.demo_data import write_demo_dataset
 
 
-def test_benchmark_prints_training_and_crf_tables(tmp_path):
+def test_benchmark_prints_every_section(tmp_path):
     data_dir = write_demo_dataset(str(tmp_path / 'scenes'), 4, 2, 64, 96)
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, 'benchmarks', 'benchmark.py'), '--sections',
-         'train,crf', '--config', os.path.join(ROOT, 'configs', 'demo.yaml'), '--sizes', '64,64',
+         'train,inference,crf,convert', '--config', os.path.join(ROOT, 'configs', 'demo.yaml'), '--sizes', '64,64',
          '--steps', '1', '--data_dir', data_dir],
         capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     row = re.search(r'\| 64x64 \| float32 \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \|', out)
     assert row and all(float(v) > 0 for v in row.groups()), out
+    assert re.search(r'## Inference .*\n.*\n.*\n\| 64x64 \| [0-9.]+ \|', out), out
     assert re.search(r'\| 2 val images of .*, 64x96, FCN-like scores \| [0-9]+ \|', out), out
     assert re.search(r'\| uniform-noise 360x480 image.* \| [0-9]+ \|', out), out
+    assert re.search(r'## Conversion .*1 worker\(s\) [0-9.]+ img/s, [0-9] worker\(s\) '
+                     r'[0-9.]+ img/s; scaling [0-9.]+x', out), out
     assert 'Peak memory (RSS)' in out
 
 

@@ -65,6 +65,23 @@ def gemm_peak_gflops(size=2048, runs=10):
     return 2 * size ** 3 / seconds / 1e9
 
 
+def exported_model(config, work, name):
+    """The network of `config` with random weights, exported as a SavedModel under `work` and
+    loaded back, fetching the class map only (as a deployment does)."""
+    from nets import build_network
+    from utils.export import CLASSES_KEY, ExportedModel, export_saved_model
+    checkpoint = os.path.join(work, name, 'model.ckpt')
+    with tf.Graph().as_default():
+        build_network(tf.zeros([1, 64, 64, 3]), config.num_classes, False,
+                      **config.network_args())
+        with tf.Session() as session:
+            session.run(tf.global_variables_initializer())
+            tf.train.Saver(tf.model_variables()).save(session, checkpoint)
+    export_dir = os.path.join(work, name + '_export')
+    export_saved_model(config, checkpoint, export_dir)
+    return ExportedModel(export_dir, outputs=(CLASSES_KEY,))
+
+
 def _softmax(logits):
     exp = np.exp(logits - logits.max(-1, keepdims=True))
     return exp / exp.sum(-1, keepdims=True)
@@ -119,6 +136,18 @@ def conversion_images_per_second(data_dir, split, num_workers, output_path, conf
                     '--config', config_path], check=True, capture_output=True)
     with open(output_path + '.report.json') as f:
         return json.load(f)['images_per_second']
+
+
+def conversion_rates(data_dir, split, worker_counts, work, config_path, repeats=3):
+    """{workers: median images/s} over `repeats` conversions per worker count, interleaved so
+    that a slow moment of the machine falls on all counts alike (one conversion of CamVid
+    train takes 1-2 s, short enough for noise to matter)."""
+    rates = {n: [] for n in worker_counts}
+    for _ in range(repeats):
+        for n in worker_counts:
+            path = os.path.join(work, 'convert%d.record' % n)
+            rates[n].append(conversion_images_per_second(data_dir, split, n, path, config_path))
+    return {n: float(np.median(r)) for n, r in rates.items()}
 
 
 def peak_rss_mb():
