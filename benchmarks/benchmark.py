@@ -121,7 +121,8 @@ def crf_section(data_dir):
     split = 'val' if os.path.isdir(os.path.join(data_dir, 'val')) else 'train'
     inputs = bench.crf_inputs(data_dir, split)
     height, width = inputs[0][0].shape[:2]
-    print('\n## Dense CRF, 11 classes, 5 iterations (pydensecrf)')
+    print('\n## Dense CRF, %d classes, %d iterations (pydensecrf)'
+          % (bench.CRF_CLASSES, bench.CRF_ITERATIONS))
     print('| input | ms/image |\n|---|---|')
     print('| %d %s images of %s, %dx%d, FCN-like scores | %.0f |'
           % (len(inputs), split, data_dir, height, width, bench.crf_ms_per_image(inputs)))
@@ -164,7 +165,8 @@ def main(argv=None):
                                          str(num_classes), *flag)
                      for precision, flag in (('float32', []), ('mixed_bfloat16', ['--bf16']))
                      if ('224,224', precision) in results}
-            for precision, ours in ((p, results[('224,224', p)]) for p in peers):
+            for precision in peers:
+                ours = results[('224,224', precision)]
                 print('FCN-8s train 224x224 %s: ours %.2f img/s; Keras 3 peer %s' % (
                     precision, ours, ', '.join(
                         '%s %.2f img/s (ratio %.2f)' % (peer_precision, rate, ours / rate)

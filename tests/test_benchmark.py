@@ -15,9 +15,10 @@ from utils.demo_data import write_demo_dataset
 def test_benchmark_prints_every_section(tmp_path):
     data_dir = write_demo_dataset(str(tmp_path / 'scenes'), 4, 2, 64, 96)
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'benchmarks', 'benchmark.py'), '--sections',
-         'train,inference,crf,convert', '--config', os.path.join(ROOT, 'configs', 'demo.yaml'), '--sizes', '64,64',
-         '--steps', '1', '--data_dir', data_dir],
+        [sys.executable, os.path.join(ROOT, 'benchmarks', 'benchmark.py'),
+         '--sections', 'train,inference,crf,convert',
+         '--config', os.path.join(ROOT, 'configs', 'demo.yaml'),
+         '--sizes', '64,64', '--steps', '1', '--data_dir', data_dir],
         capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout

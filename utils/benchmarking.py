@@ -14,11 +14,17 @@ import cv2
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from nets import build_network
 from utils.crf import dense_crf
 from utils.datasets import camvid_pairs
+from utils.export import CLASSES_KEY, ExportedModel, export_saved_model
 from utils.inference import session_config
 from utils.optimization import session_rewrites
 from utils.training import build_training_graph
+
+# The CRF measurement: CamVid's classes, the iterations of the performance target.
+CRF_CLASSES = 11
+CRF_ITERATIONS = 5
 
 
 def _median_step_seconds(session, fetch, steps, warmup):
@@ -68,8 +74,6 @@ def gemm_peak_gflops(size=2048, runs=10):
 def exported_model(config, work, name):
     """The network of `config` with random weights, exported as a SavedModel under `work` and
     loaded back, fetching the class map only (as a deployment does)."""
-    from nets import build_network
-    from utils.export import CLASSES_KEY, ExportedModel, export_saved_model
     checkpoint = os.path.join(work, name, 'model.ckpt')
     with tf.Graph().as_default():
         build_network(tf.zeros([1, 64, 64, 3]), config.num_classes, False,
@@ -87,7 +91,7 @@ def _softmax(logits):
     return exp / exp.sum(-1, keepdims=True)
 
 
-def crf_inputs(data_dir, split, num_classes=11, count=10, stride=8):
+def crf_inputs(data_dir, split, num_classes=CRF_CLASSES, count=10, stride=8):
     """(RGB image, probabilities) pairs from a CamVid-layout folder, with FCN-like
     probabilities: the annotation's one-hot scores averaged over stride x stride blocks,
     upsampled bilinearly (as FCN-8s's stride-8 scores are) and softened with noise, so the
@@ -107,7 +111,7 @@ def crf_inputs(data_dir, split, num_classes=11, count=10, stride=8):
     return inputs
 
 
-def noise_crf_input(height=360, width=480, num_classes=11):
+def noise_crf_input(height=360, width=480, num_classes=CRF_CLASSES):
     """A uniform-noise image with per-pixel random scores: the worst case of the bilateral
     lattice (nearly every pixel its own lattice point), nothing a camera produces."""
     rng = np.random.RandomState(0)
@@ -115,7 +119,7 @@ def noise_crf_input(height=360, width=480, num_classes=11):
     return image, _softmax(rng.randn(height, width, num_classes).astype(np.float32))
 
 
-def crf_ms_per_image(inputs, iterations=5, runs=1):
+def crf_ms_per_image(inputs, iterations=CRF_ITERATIONS, runs=1):
     """Median ms of dense_crf over the (image, probabilities) `inputs`, after one warm-up."""
     dense_crf(*inputs[0], iterations)
     times = []
