@@ -17,10 +17,12 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from tqdm import tqdm  # noqa: E402
 
-from utils.config import ConfigError, resolve_config  # noqa: E402
-from utils.conversion import REPORT_SUFFIX, convert_pairs, make_label_spec, verify_records  # noqa: E402
-from utils.datasets import DEFAULT_CONFIGS, FORMATS, find_pairs  # noqa: E402
-from utils.tfrecord import resolve_record_paths  # noqa: E402
+from utils.cli import list_of, run_job  # noqa: E402
+from utils.config import resolve_config  # noqa: E402
+from utils.data.conversion import REPORT_SUFFIX, convert_pairs, make_label_spec  # noqa: E402
+from utils.data.layouts import DEFAULT_CONFIGS, FORMATS, find_pairs  # noqa: E402
+from utils.data.records import resolve_record_paths, verify_records  # noqa: E402
+from utils.errors import ConfigError  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NEEDS = {'folders': ['image_dir', 'label_dir'], 'list': ['list_file']}
@@ -41,7 +43,8 @@ def parse_args(argv=None):
                    'overrides the config')
     p.add_argument('--num_shards', type=int, default=1, help='output files (PATH-0000K-of-0000N)')
     p.add_argument('--num_workers', type=int, default=1, help='parallel reader processes')
-    p.add_argument('--min_size', help='HEIGHT,WIDTH: skip smaller images (e.g. the crop size)')
+    p.add_argument('--min_size', type=list_of(int, count=2, minimum=1, example='224,320'),
+                   help='HEIGHT,WIDTH: skip smaller images (e.g. the crop size)')
     p.add_argument('--strict', action='store_true', help='fail, writing nothing, if any pair is '
                    'unusable')
     p.add_argument('--verify', action='store_true', help='read OUTPUT_PATH back and check it')
@@ -57,9 +60,7 @@ def dataset_config(args):
                  if getattr(args, k) is not None}
     if not path and 'num_classes' not in overrides:
         raise ConfigError('the number of classes is unknown: give --config or --num_classes')
-    if overrides.get('num_classes') and not args.config:
-        overrides.update(class_colors='', class_names='')  # the shipped ones fit other classes
-    return resolve_config(path, overrides)
+    return resolve_config(path, overrides, class_table=False)
 
 
 def check_args(args):
@@ -70,55 +71,37 @@ def check_args(args):
     needed = NEEDS.get(args.dataset_format, ['data_dir', 'split'])
     missing = ['--' + n for n in needed if not getattr(args, n)]
     if missing:
-        raise ConfigError('--dataset_format %s needs %s' % (args.dataset_format, ', '.join(missing)))
+        raise ConfigError('--dataset_format %s needs %s'
+                          % (args.dataset_format, ', '.join(missing)))
     if args.num_shards < 1 or args.num_workers < 1:
         raise ConfigError('--num_shards and --num_workers must be >= 1')
 
 
-def parse_min_size(text):
-    if not text:
-        return None
-    try:
-        height, width = (int(v) for v in text.split(','))
-    except ValueError:
-        raise ConfigError('--min_size must be HEIGHT,WIDTH, got %r' % text) from None
-    return height, width
-
-
 def verify(args, config):
     result = verify_records(resolve_record_paths(args.output_path), config.num_classes)
-    print('Verified %d records in %s: %d problems' % (result['records'], args.output_path,
-                                                     len(result['errors'])))
+    print('Verified %d records in %s: %d problems'
+          % (result['records'], args.output_path, len(result['errors'])))
     for error in result['errors']:
         print('  ' + error)
     return 1 if result['errors'] or not result['records'] else 0
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        check_args(args)
-        config = dataset_config(args)
-        if args.verify:
-            return verify(args, config)
-        pairs = find_pairs(args.dataset_format, data_dir=args.data_dir, split=args.split,
-                           image_dir=args.image_dir, label_dir=args.label_dir,
-                           list_file=args.list_file)
-        if not pairs:
-            raise ConfigError('no image/label pairs found for --dataset_format %s'
-                              % args.dataset_format)
-        spec = make_label_spec(config.num_classes, config.void_label, config.label_map,
-                               config.label_map_default, config.label_offset, config.color_map,
-                               parse_min_size(args.min_size))
-        print('Converting %d pairs (%d classes) to %s with %d worker(s)'
-              % (len(pairs), config.num_classes, args.output_path, args.num_workers))
-        with tqdm(total=len(pairs), unit='pair', file=sys.stderr) as bar:
-            report = convert_pairs(pairs, args.output_path, spec, args.num_shards,
-                                   args.num_workers, args.strict, log=lambda *_: None,
-                                   progress=bar.update)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError, OSError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 1
+def convert(args, config):
+    pairs = find_pairs(args.dataset_format, data_dir=args.data_dir, split=args.split,
+                       image_dir=args.image_dir, label_dir=args.label_dir,
+                       list_file=args.list_file)
+    if not pairs:
+        raise ConfigError('no image/label pairs found for --dataset_format %s'
+                          % args.dataset_format)
+    spec = make_label_spec(config.num_classes, config.void_label, config.label_map,
+                           config.label_map_default, config.label_offset, config.color_map,
+                           args.min_size)
+    print('Converting %d pairs (%d classes) to %s with %d worker(s)'
+          % (len(pairs), config.num_classes, args.output_path, args.num_workers))
+    with tqdm(total=len(pairs), unit='pair', file=sys.stderr) as bar:
+        report = convert_pairs(pairs, args.output_path, spec, args.num_shards,
+                               args.num_workers, args.strict, log=lambda *_: None,
+                               progress=bar.update)
     print('Wrote %d of %d pairs to %s (%.1f images/s); skipped %d. Report: %s'
           % (report['pairs_written'], report['pairs_found'], ', '.join(report['output_paths']),
              report['images_per_second'], report['pairs_skipped'],
@@ -126,6 +109,17 @@ def main(argv=None):
     for item in report['skipped']:
         print('  skipped %s: %s' % (os.path.basename(item['image']), item['reason']))
     return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+
+    def work():
+        check_args(args)
+        config = dataset_config(args)
+        return verify(args, config) if args.verify else convert(args, config)
+
+    return run_job(work)
 
 
 if __name__ == '__main__':

@@ -9,8 +9,10 @@ import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from utils.keras_convert import keras_to_slim, read_keras_vgg16, write_checkpoint  # noqa: E402
+from utils.cli import run_job  # noqa: E402
 from utils.runtime import setup_tensorflow  # noqa: E402
+from utils.training.keras_vgg16 import (keras_to_slim, read_keras_vgg16,  # noqa: E402
+                                        write_checkpoint)
 
 
 def main(argv=None):
@@ -19,14 +21,13 @@ def main(argv=None):
     p.add_argument('--output_path', required=True, help='checkpoint prefix to write')
     args = p.parse_args(argv)
     setup_tensorflow()
-    try:
+
+    def work():
         variables = keras_to_slim(read_keras_vgg16(args.h5))
-    except (OSError, ValueError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 1
-    path = write_checkpoint(variables, args.output_path)
-    print('Wrote %d variables to %s' % (len(variables), path))
-    return 0
+        path = write_checkpoint(variables, args.output_path)
+        print('Wrote %d variables to %s' % (len(variables), path))
+
+    return run_job(work)
 
 
 if __name__ == '__main__':

@@ -11,42 +11,33 @@ import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from utils.config import ConfigError, resolve_config  # noqa: E402
-from utils.ops_count import budget, count_ops, format_table  # noqa: E402
+from nets import NETWORK_ARGS  # noqa: E402
+from utils.cli import list_of, run_job  # noqa: E402
+from utils.config import add_config_flags, overrides_from_args, resolve_config  # noqa: E402
+from utils.deploy.operations import budget, count_ops, format_table  # noqa: E402
 from utils.runtime import setup_tensorflow  # noqa: E402
 
-NETWORK_FLAGS = ('model', 'num_classes', 'depth_multiplier', 'final_endpoint',
-                 'classifier_kernel', 'classifier_depth', 'fc_depth')
+NETWORK_KEYS = ('model', 'num_classes') + NETWORK_ARGS  # the config keys this job takes
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--config', help='experiment YAML (its network settings are used)')
-    for name in NETWORK_FLAGS:
-        p.add_argument('--' + name, help='overrides the config')
-    p.add_argument('--input_size', required=True, help='HEIGHT,WIDTH')
+    add_config_flags(p, NETWORK_KEYS)
+    p.add_argument('--input_size', required=True, help='HEIGHT,WIDTH',
+                   type=list_of(int, count=2, minimum=1, example='320,480'))
     p.add_argument('--cameras', type=int, default=1)
     p.add_argument('--fps', type=float, default=1.0)
     p.add_argument('--budget_gops', type=float, help='available Giga-operations per second')
     return p.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    setup_tensorflow()
-    try:
-        overrides = {k: getattr(args, k) for k in NETWORK_FLAGS if getattr(args, k) is not None}
-        if args.config is None and 'num_classes' in overrides:
-            overrides.setdefault('class_names', '')
-        config = resolve_config(args.config, overrides)
-        height, width = (int(v) for v in args.input_size.split(','))
-        rows = count_ops((height, width), config.num_classes, **config.network_args())
-    except (ConfigError, ValueError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 1
+def print_budget(config, rows, args):
+    """The per-layer table, the total per image and the GOPS for cameras x fps."""
+    height, width = args.input_size
     total = sum(v for _, v in rows)
-    print('%s, %d classes, input %dx%d (height x width)' % (config.model, config.num_classes,
-                                                           height, width))
+    print('%s, %d classes, input %dx%d (height x width)'
+          % (config.model, config.num_classes, height, width))
     print(format_table(rows))
     result = budget(total, args.cameras, args.fps, args.budget_gops)
     print('Per image: %.1f MFLOPs = %.2f GFLOPs' % (total, total / 1000))
@@ -56,7 +47,18 @@ def main(argv=None):
         print('Budget %.1f GOPS: %s (%.0f%% used)' % (
             args.budget_gops, 'fits' if result['fits'] else 'DOES NOT FIT',
             100 * result['gops_needed'] / args.budget_gops))
-    return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_tensorflow()
+
+    def work():
+        config = resolve_config(args.config, overrides_from_args(args), class_table=False)
+        print_budget(config, count_ops(args.input_size, config.num_classes,
+                                       **config.network_args()), args)
+
+    return run_job(work)
 
 
 if __name__ == '__main__':

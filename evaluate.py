@@ -16,19 +16,16 @@ import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from utils.checkpoints import CheckpointError  # noqa: E402
-from utils.config import ConfigError  # noqa: E402
-from utils.evaluation import collect_probabilities, crf_search, evaluate  # noqa: E402
+from utils.cli import list_of, run_job  # noqa: E402
+from utils.evaluation.crf_search import collect_probabilities, crf_search  # noqa: E402
+from utils.evaluation.reports import class_names_of, per_class_markdown, write_reports  # noqa: E402
+from utils.evaluation.scoring import evaluate  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
-from utils.inference import load_run  # noqa: E402
+from utils.rundir import load_run  # noqa: E402
 from utils.runtime import setup_tensorflow  # noqa: E402
-from utils.reports import (class_names_of, per_class_markdown, write_confusion_csv,  # noqa: E402
-                           write_confusion_png, write_metrics_json, write_per_image_csv)
 from utils.visualization import make_palette, write_sample_jpegs  # noqa: E402
 
-
-def floats(text):
-    return tuple(float(v) for v in text.split(',') if v.strip())
+floats = list_of(float, example="3,5,10")
 
 
 def parse_args(argv=None):
@@ -38,7 +35,8 @@ def parse_args(argv=None):
     p.add_argument('--dataset', required=True, help='TFRecord file(s), comma-separated or glob')
     p.add_argument('--output_dir', required=True)
     p.add_argument('--crf', action='store_true', help='also score after dense CRF')
-    p.add_argument('--scales', type=floats, default=(1.0,), help='e.g. 0.75,1,1.25')
+    p.add_argument('--scales', type=list_of(float, minimum=0.05, example='0.75,1,1.25'),
+                   default=(1.0,), help='e.g. 0.75,1,1.25')
     p.add_argument('--flip', action='store_true', help='average with the flipped image')
     p.add_argument('--num_images', type=int, default=0, help='first N records only (0 = all)')
     p.add_argument('--draw', choices=('all', 'worst', 'none'), default='all',
@@ -65,51 +63,50 @@ def run_crf_search(args, config, checkpoint):
              best['mean_iou'], result['gain'], path))
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    setup_tensorflow()
-    try:
-        config, checkpoint = load_run(args.run_dir, args.checkpoint)
-        config = dataclasses.replace(config, crf=args.crf)
-        os.makedirs(args.output_dir, exist_ok=True)
-        if args.crf_search:
-            run_crf_search(args, config, checkpoint)
-            return 0
-        names = class_names_of(config)
-        palette = make_palette(config.class_colors, config.num_classes)
-        image_dir = os.path.join(args.output_dir, 'images')
+def run_evaluation(args, config, checkpoint):
+    """Scores the split, draws the chosen images, writes the reports and prints the table."""
+    palette = make_palette(config.class_colors, config.num_classes)
+    image_dir = os.path.join(args.output_dir, 'images')
 
-        def draw(sample):
-            image, label, prediction, crf_prediction, filename = sample
-            write_sample_jpegs(image_dir, os.path.splitext(os.path.basename(filename))[0],
-                               image, label, prediction, crf_prediction, palette,
-                               config.overlay_alpha)
+    def draw(sample):
+        image, label, prediction, crf_prediction, filename = sample
+        write_sample_jpegs(image_dir, os.path.splitext(os.path.basename(filename))[0],
+                           image, label, prediction, crf_prediction, palette,
+                           config.overlay_alpha)
 
-        worst = {'all': -1, 'worst': args.num_draw, 'none': 0}[args.draw]
-        print('Evaluating %s on %s' % (checkpoint, args.dataset))
-        result, rows, kept = evaluate(config, checkpoint, args.dataset, args.num_images,
-                                      args.scales, args.flip, worst,
-                                      on_image=draw if worst < 0 else None)
-        for sample in kept:
-            draw(sample)
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 1
-    out = args.output_dir
-    write_metrics_json(os.path.join(out, 'metrics.json'), result, {
+    worst = {'all': -1, 'worst': args.num_draw, 'none': 0}[args.draw]
+    print('Evaluating %s on %s' % (checkpoint, args.dataset))
+    result, rows, kept = evaluate(config, checkpoint, args.dataset, args.num_images,
+                                  args.scales, args.flip, worst,
+                                  on_image=draw if worst < 0 else None)
+    for sample in kept:
+        draw(sample)
+    names = class_names_of(config)
+    write_reports(args.output_dir, result, rows, names, {
         'class_names': names, 'checkpoint': checkpoint, 'dataset': args.dataset,
         'scales': list(args.scales), 'flip': args.flip})
-    write_confusion_csv(os.path.join(out, 'confusion.csv'), result['confusion'], names)
-    write_confusion_png(os.path.join(out, 'confusion.png'), result['confusion'], names)
-    atomic_write_text(os.path.join(out, 'per_class.md'), per_class_markdown(result, names))
-    write_per_image_csv(os.path.join(out, 'per_image.csv'), rows)
     print(per_class_markdown(result, names))
     print('%d images: mIoU %.4f, pixel accuracy %.4f, mean accuracy %.4f, fwIoU %.4f%s'
           % (result['num_images'], result['mean_iou'], result['pixel_accuracy'],
              result['mean_accuracy'], result['fw_iou'],
              ' | with CRF: mIoU %.4f' % result['crf']['mean_iou'] if 'crf' in result else ''))
-    print('Written to %s' % out)
-    return 0
+    print('Written to %s' % args.output_dir)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_tensorflow()
+
+    def work():
+        config, checkpoint = load_run(args.run_dir, args.checkpoint)
+        config = dataclasses.replace(config, crf=args.crf)
+        os.makedirs(args.output_dir, exist_ok=True)
+        if args.crf_search:
+            run_crf_search(args, config, checkpoint)
+        else:
+            run_evaluation(args, config, checkpoint)
+
+    return run_job(work)
 
 
 if __name__ == '__main__':

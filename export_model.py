@@ -12,11 +12,12 @@ import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from utils.checkpoints import CheckpointError  # noqa: E402
-from utils.config import ConfigError  # noqa: E402
-from utils.export import ExportedModel, benchmark_latency, export_saved_model, parity_check  # noqa: E402
-from utils.inference import Predictor, load_run  # noqa: E402
-from utils.prediction import expand_inputs, read_rgb  # noqa: E402
+from utils.cli import list_of, run_job  # noqa: E402
+from utils.deploy.saved_model import (ExportedModel, benchmark_latency,  # noqa: E402
+                                      export_saved_model, parity_check)
+from utils.inference.image_files import expand_inputs, read_rgb  # noqa: E402
+from utils.inference.predictor import Predictor  # noqa: E402
+from utils.rundir import load_run  # noqa: E402
 from utils.runtime import setup_tensorflow  # noqa: E402
 
 
@@ -27,7 +28,8 @@ def parse_args(argv=None):
     p.add_argument('--export_dir', required=True, help='SavedModel folder to create')
     p.add_argument('--parity_images', nargs='*', default=[],
                    help='images, folders or globs to compare checkpoint and export on')
-    p.add_argument('--benchmark_size', help='HEIGHT,WIDTH: report ms per image at batch 1')
+    p.add_argument('--benchmark_size', type=list_of(int, count=2, minimum=1, example='360,480'),
+                   help='HEIGHT,WIDTH: report ms per image at batch 1')
     p.add_argument('--benchmark_batch', type=int, default=1)
     return p.parse_args(argv)
 
@@ -35,7 +37,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     setup_tensorflow()
-    try:
+
+    def work():
         config, checkpoint = load_run(args.run_dir, args.checkpoint)
         export_saved_model(config, checkpoint, args.export_dir)
         print('Exported %s to %s' % (checkpoint, args.export_dir))
@@ -49,14 +52,13 @@ def main(argv=None):
                 print('error: the exported model disagrees with the checkpoint', file=sys.stderr)
                 return 1
         if args.benchmark_size:
-            height, width = (int(v) for v in args.benchmark_size.split(','))
+            height, width = args.benchmark_size
             ms = benchmark_latency(model, height, width, args.benchmark_batch)
             print('Latency at %dx%d, batch %d: %.1f ms per image (%.1f images/s)'
                   % (height, width, args.benchmark_batch, ms, 1000 / ms))
-    except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return run_job(work)
 
 
 if __name__ == '__main__':

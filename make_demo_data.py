@@ -4,7 +4,7 @@
 """
 import argparse
 
-from utils.demo_data import write_demo_dataset
+from utils.data.demo import write_demo_dataset
 
 
 def main(argv=None):

@@ -13,10 +13,9 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from tqdm import tqdm  # noqa: E402
 
-from utils.checkpoints import CheckpointError  # noqa: E402
-from utils.config import ConfigError  # noqa: E402
-from utils.inference import Predictor  # noqa: E402
-from utils.prediction import expand_inputs, predict_files  # noqa: E402
+from utils.cli import list_of, run_job  # noqa: E402
+from utils.inference.image_files import expand_inputs, predict_files  # noqa: E402
+from utils.inference.predictor import Predictor  # noqa: E402
 from utils.runtime import setup_tensorflow  # noqa: E402
 
 
@@ -27,7 +26,8 @@ def parse_args(argv=None):
     p.add_argument('--input', nargs='+', required=True, help='images, folders or glob patterns')
     p.add_argument('--output_dir', required=True)
     p.add_argument('--crf', action='store_true', help='refine with dense CRF')
-    p.add_argument('--scales', default='1', help='e.g. 0.75,1,1.25 (averaged)')
+    p.add_argument('--scales', type=list_of(float, minimum=0.05, example='0.75,1,1.25'),
+                   default=(1.0,), help='e.g. 0.75,1,1.25 (averaged)')
     p.add_argument('--flip', action='store_true', help='average with the flipped image')
     return p.parse_args(argv)
 
@@ -35,20 +35,20 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     setup_tensorflow()
-    try:
+
+    def work():
         paths = expand_inputs(args.input)
-        scales = tuple(float(s) for s in args.scales.split(','))
-        predictor = Predictor.from_run(args.run_dir, args.checkpoint, scales, args.flip)
+        predictor = Predictor.from_run(args.run_dir, args.checkpoint, args.scales, args.flip)
         written, skipped = predict_files(
             predictor, paths, args.output_dir, args.crf,
             progress=lambda items: tqdm(items, unit='image', file=sys.stderr),
             log=lambda m: tqdm.write(m, file=sys.stderr))
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 1
-    print('Predicted %d of %d images into %s%s' % (written, len(paths), args.output_dir,
-                                                   '; skipped %d' % len(skipped) if skipped else ''))
-    return 0 if written else 1
+        print('Predicted %d of %d images into %s%s'
+              % (written, len(paths), args.output_dir,
+                 '; skipped %d' % len(skipped) if skipped else ''))
+        return 0 if written else 1
+
+    return run_job(work)
 
 
 if __name__ == '__main__':

@@ -5,8 +5,8 @@
         --batch_size 2 --max_steps 30 --crop_size 160,224 --save_every 10 --eval_every 10 \
         --num_eval_images 4
 
-Every config key can be given as a flag (flags override the YAML). A rerun with the same
---output_dir resumes from its latest checkpoint.
+Every config key can be given as a flag (flags override the YAML; `--help` lists them by
+section). A rerun with the same --output_dir resumes from its latest checkpoint.
 """
 import argparse
 import os
@@ -15,10 +15,11 @@ import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from utils.checkpoints import CheckpointError  # noqa: E402
-from utils.config import ConfigError, add_config_flags, overrides_from_args, resolve_config  # noqa: E402
+from utils.cli import run_job  # noqa: E402
+from utils.config import add_config_flags, overrides_from_args, resolve_config  # noqa: E402
 from utils.runtime import make_logger, setup_tensorflow  # noqa: E402
-from utils.training import TrainingError, format_scores, train  # noqa: E402
+from utils.training.monitoring import format_scores  # noqa: E402
+from utils.training.trainer import train  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -44,23 +45,12 @@ def stop_on_signals(log):
     return lambda: bool(received)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    log = make_logger('train')
-    setup_tensorflow()
-    try:
-        config = resolve_config(args.config, overrides_from_args(args))
-        log('Config: %s' % config.to_dict())
-        summary = train(config, log, should_stop=stop_on_signals(log))
-    except (ConfigError, CheckpointError, TrainingError, OSError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+def report(summary, log):
+    """The closing lines: where the run stopped, its checkpoints and validation."""
     if summary['stopped']:
         log('Stopped at step %d; checkpoint %s. Rerun the same command to resume.'
             % (summary['step'], summary['checkpoint']))
-        return 0
+        return
     log('Finished at step %d; last checkpoint: %s' % (summary['step'], summary['checkpoint']))
     if summary['best']:
         log('Best validation mIoU %.4f at step %d: %s' % (summary['best']['mean_iou'],
@@ -69,7 +59,19 @@ def main(argv=None):
     if summary['validation']:
         log('Validation JPEGs are in %s' % summary['eval_dir'])
         log('Validation %s' % format_scores(summary['validation']))
-    return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    log = make_logger('train')
+    setup_tensorflow()
+
+    def work():
+        config = resolve_config(args.config, overrides_from_args(args))
+        log('Config: %s' % config.to_dict())
+        report(train(config, log, should_stop=stop_on_signals(log)), log)
+
+    return run_job(work)
 
 
 if __name__ == '__main__':

@@ -18,12 +18,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from utils import benchmarking as bench  # noqa: E402
+from benchmarks import measurements as bench  # noqa: E402
+from utils.cli import list_of, split_list  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
-from utils.ops_count import count_ops  # noqa: E402
+from utils.deploy.operations import count_ops  # noqa: E402
 from utils.runtime import setup_tensorflow  # noqa: E402
 
 SECTIONS = ('train', 'inference', 'mobilenet', 'crf', 'convert')
+size_of = list_of(int, count=2, minimum=32, example='224,224')  # 'HEIGHT,WIDTH'
 
 
 def parse_args(argv=None):
@@ -52,7 +54,7 @@ def run_peer(script, *args):
 
 def prepare_data(args, work):
     """(data_dir, records) for the real pipeline: the given CamVid copy, or synthetic scenes."""
-    from utils.demo_data import write_demo_dataset
+    from utils.data.demo import write_demo_dataset
     data_dir = args.data_dir
     config_path = os.path.join(ROOT, 'configs', 'camvid_fcn8s.yaml')
     if not os.path.isdir(os.path.join(data_dir, 'train')):
@@ -70,15 +72,15 @@ def train_section(args, records, config_path, peak):
     print('|---|---|---|---|---|---|---|')
     dataset_config = resolve_config(config_path)
     results = {}
-    for size in args.sizes.split(';'):
-        height, width = (int(v) for v in size.split(','))
+    for size in split_list(args.sizes, ';'):
+        height, width = size_of(size)
         base = resolve_config(args.config, {
             'crop_size': size, 'batch_size': str(args.batch_size), 'dataset_train': records,
-            'num_classes': str(dataset_config.num_classes), 'class_colors': '',
-            'class_names': '', 'min_scale': '1', 'max_scale': '1'})
+            'num_classes': str(dataset_config.num_classes), 'min_scale': '1',
+            'max_scale': '1'}, class_table=False)
         forward = sum(v for _, v in count_ops((height, width), base.num_classes,
                                               **base.network_args())) / 1000
-        for precision in args.precisions.split(','):
+        for precision in split_list(args.precisions):
             config = bench.with_overrides(base, precision=precision)
             real = bench.training_images_per_second(config, False, args.steps)
             synthetic = bench.training_images_per_second(config, True, args.steps)
@@ -92,20 +94,19 @@ def train_section(args, records, config_path, peak):
 
 def inference_section(args, work):
     """ms/image at batch 1 of the config's network through an exported SavedModel."""
-    from utils.export import benchmark_latency
+    from utils.deploy.saved_model import benchmark_latency
     config = resolve_config(args.config)
     model = bench.exported_model(config, work, 'inference')
     print('\n## Inference (%s, exported SavedModel, class map), batch 1'
           % os.path.basename(args.config))
     print('| size | ms/image |\n|---|---|')
-    for size in args.sizes.split(';'):
-        height, width = (int(v) for v in size.split(','))
+    for height, width in map(size_of, split_list(args.sizes, ';')):
         print('| %dx%d | %.1f |' % (height, width,
                                     benchmark_latency(model, height, width, 1, runs=10)))
 
 
 def mobilenet_section(work):
-    from utils.export import benchmark_latency
+    from utils.deploy.saved_model import benchmark_latency
     config = resolve_config(os.path.join(ROOT, 'configs', 'cityscapes7_mobilenet_fcn.yaml'))
     model = bench.exported_model(config, work, 'mobilenet')
     results = {batch: 1000.0 / benchmark_latency(model, 320, 480, batch, runs=20)
@@ -133,7 +134,7 @@ def crf_section(data_dir):
 def main(argv=None):
     args = parse_args(argv)
     setup_tensorflow()
-    sections = args.sections.split(',')
+    sections = split_list(args.sections)
     work = tempfile.mkdtemp(prefix='fcn-bench-')
     peak = bench.gemm_peak_gflops()
     print('# Benchmark on %d CPU core(s); float32 matmul peak %.0f GFLOP/s'

@@ -18,7 +18,8 @@ from utils.upsampling import bilinear_kernel, upsample_kernel_size
 # Skip layers fused by each head, from coarse to fine, and the "at-once" input scaling of each.
 SKIPS = {'fcn32s': (), 'fcn16s': ('pool4',), 'fcn8s': ('pool4', 'pool3')}
 AT_ONCE_SCALES = {'pool4': 0.01, 'pool3': 0.0001}
-HEAD_SCOPE = 'fcn'
+HEAD_SCOPE = 'fcn'  # variable scope of every network's head (not in classification checkpoints)
+LOGITS = 'logits'  # end_points key of every network's logits
 
 
 @slim.add_arg_scope
@@ -81,11 +82,11 @@ def upsample_and_fuse(net, skips, num_classes, learn_upsampling=True, exact=True
 
 
 def fcn(images, num_classes, is_training=True, model='fcn8s', dropout_keep_prob=0.5,
-        fc_depth=FC_DEPTH, at_once=False, learn_upsampling=True, scope=HEAD_SCOPE, **unused):
+        fc_depth=FC_DEPTH, at_once=False, learn_upsampling=True, scope=HEAD_SCOPE):
     """FCN on VGG16.
 
     Args:
-      images: float [batch, h, w, 3], RGB minus nets.vgg.MEAN_RGB; h, w >= 1, any size.
+      images: float [batch, h, w, 3], RGB minus nets.inputs.MEAN_RGB; h, w >= 1, any size.
       model: 'fcn32s', 'fcn16s' or 'fcn8s' (which skips are fused).
       at_once: scale pool4 by 0.01 and pool3 by 0.0001 before scoring (FCN-8s at-once).
       learn_upsampling: whether the transposed convolutions are trained or fixed bilinear.
@@ -99,13 +100,13 @@ def fcn(images, num_classes, is_training=True, model='fcn8s', dropout_keep_prob=
     skips = [(name, end_points['vgg_16/' + name]) for name in SKIPS[model]]
     if at_once:
         skips = [(name, features * AT_ONCE_SCALES[name]) for name, features in skips]
-    with tf.variable_scope(scope, 'fcn', [net]) as sc:
+    with tf.variable_scope(scope, HEAD_SCOPE, [net]):
         net = score(net, num_classes, 'score_fr')  # [batch, H/32, W/32, num_classes]
         net = upsample_and_fuse(net, skips, num_classes, learn_upsampling)
         stride = OUTPUT_STRIDE // 2 ** len(skips)
         net = upsample(net, num_classes, stride, learn_upsampling, 'upscore%d' % stride)
         logits = crop_to_input(net, images, num_classes)
-        end_points[sc.name + '/logits'] = logits
+        end_points[LOGITS] = logits
     return logits, end_points
 
 

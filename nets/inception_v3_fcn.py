@@ -11,8 +11,9 @@ import tf_slim as slim
 from tf_slim.nets import inception_v3
 
 from nets.batch_norm import batch_norm
-from nets.fcn import crop_to_input, resize_to, score, upsample, upsample_and_fuse
-from nets.mobilenet_v1 import to_mobilenet_range
+from nets.fcn import (HEAD_SCOPE, LOGITS, crop_to_input, resize_to, score, upsample,
+                      upsample_and_fuse)
+from nets.inputs import to_unit_range
 
 # Skip endpoints by head, coarse to fine: Mixed_7c is at stride 32, Mixed_6e 16, Mixed_5d 8.
 SKIPS = {'32s': (), '16s': ('Mixed_6e',), '8s': ('Mixed_6e', 'Mixed_5d')}
@@ -35,11 +36,11 @@ def inception_v3_fcn_arg_scope(is_training=True, weight_decay=0.00004):
 
 def inception_v3_fcn(images, num_classes, is_training=True, skips='8s', dropout_keep_prob=0.8,
                      depth_multiplier=1.0, learn_upsampling=True, weight_decay=0.00004,
-                     scope='fcn', **unused):
+                     scope=HEAD_SCOPE):
     """Inception v3 FCN-32s/16s/8s.
 
     Args:
-      images: float [batch, h, w, 3], RGB minus nets.vgg.MEAN_RGB (padded with the mean to at
+      images: float [batch, h, w, 3], RGB minus nets.inputs.MEAN_RGB (padded with the mean to at
         least MIN_SIZE).
       skips: '32s', '16s' or '8s'.
     Returns:
@@ -52,9 +53,9 @@ def inception_v3_fcn(images, num_classes, is_training=True, skips='8s', dropout_
                              [0, tf.maximum(MIN_SIZE - shape[2], 0)], [0, 0]])
     with slim.arg_scope(inception_v3_fcn_arg_scope(is_training, weight_decay)):
         net, end_points = inception_v3.inception_v3_base(
-            to_mobilenet_range(padded), final_endpoint=FINAL_ENDPOINT,
+            to_unit_range(padded), final_endpoint=FINAL_ENDPOINT,
             depth_multiplier=depth_multiplier)
-        with tf.variable_scope(scope, 'fcn', [net]):
+        with tf.variable_scope(scope, HEAD_SCOPE, [net]):
             net = slim.dropout(net, dropout_keep_prob, is_training=is_training, scope='dropout')
             net = score(net, num_classes, 'score_fr')
             net = upsample_and_fuse(net, [(name, end_points[name]) for name in SKIPS[skips]],
@@ -62,5 +63,5 @@ def inception_v3_fcn(images, num_classes, is_training=True, skips='8s', dropout_
             stride = 32 // 2 ** len(SKIPS[skips])
             net = upsample(net, num_classes, stride, learn_upsampling, 'upscore%d' % stride)
             logits = crop_to_input(resize_to(net, padded), images, num_classes)
-    end_points['logits'] = logits
+    end_points[LOGITS] = logits
     return logits, end_points

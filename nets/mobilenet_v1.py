@@ -9,8 +9,9 @@ Heads:
 - `mobilenet_v1_fcn`: the embedded automotive head: depthwise conv (classifier_kernel) ->
   pointwise conv (classifier_depth) -> dropout -> 1x1 classifier -> transposed conv to the input
   size (kernel 64, stride 32 at the default final_endpoint), initialised bilinear.
-- `mobilenet_v1_fcn8s`: the same head, then FCN-8s-style skips from the stride-16
-  (Conv2d_11_pointwise) and stride-8 (Conv2d_5_pointwise) endpoints.
+- `mobilenet_v1_fcn(..., skips=True)` (model `mobilenet_v1_fcn8s`): the same head, then
+  FCN-8s-style skips from the stride-16 (Conv2d_11_pointwise) and stride-8 (Conv2d_5_pointwise)
+  endpoints.
 """
 import collections
 
@@ -18,8 +19,9 @@ import tensorflow.compat.v1 as tf
 import tf_slim as slim
 
 from nets.batch_norm import batch_norm
-from nets.fcn import crop_to_input, pad_to_multiple, score, upsample, upsample_and_fuse
-from nets.vgg import MEAN_RGB
+from nets.fcn import (HEAD_SCOPE, LOGITS, crop_to_input, pad_to_multiple, upsample,
+                      upsample_and_fuse)
+from nets.inputs import to_unit_range
 
 Conv = collections.namedtuple('Conv', ['kernel', 'stride', 'depth'])
 DepthSepConv = collections.namedtuple('DepthSepConv', ['kernel', 'stride', 'depth'])
@@ -38,11 +40,6 @@ FCN8S_SKIPS = (('Conv2d_11_pointwise', 16), ('Conv2d_5_pointwise', 8))
 MIN_DEPTH = 8
 OUTPUT_STRIDE = 32
 SCOPE = 'MobilenetV1'
-
-
-def to_mobilenet_range(images):
-    """VGG-mean-subtracted RGB (the suite's input convention) -> [-1, 1] as MobileNet expects."""
-    return (images + tf.constant(MEAN_RGB, tf.float32)) / 127.5 - 1.0
 
 
 def mobilenet_v1_arg_scope(is_training=True, weight_decay=0.00004, decay=0.9997):
@@ -107,21 +104,21 @@ def mobilenet_v1_base(inputs, final_endpoint='Conv2d_13_pointwise', depth_multip
 def mobilenet_v1_fcn(images, num_classes, is_training=True, depth_multiplier=1.0,
                      final_endpoint='Conv2d_13_pointwise', classifier_kernel=7,
                      classifier_depth=1024, dropout_keep_prob=0.5, skips=False,
-                     learn_upsampling=True, weight_decay=0.00004, scope='fcn', **unused):
+                     learn_upsampling=True, weight_decay=0.00004, scope=HEAD_SCOPE):
     """MobileNet v1 FCN.
 
     Args:
-      images: float [batch, h, w, 3], RGB minus nets.vgg.MEAN_RGB, any size.
+      images: float [batch, h, w, 3], RGB minus nets.inputs.MEAN_RGB, any size.
       skips: fuse the stride-16 and stride-8 endpoints FCN-8s style (needs the default
         final_endpoint).
     Returns:
       logits [batch, h, w, num_classes], end_points.
     """
     stride = endpoint_stride(final_endpoint)
-    padded = pad_to_multiple(to_mobilenet_range(images), max(stride, OUTPUT_STRIDE))
+    padded = pad_to_multiple(to_unit_range(images), max(stride, OUTPUT_STRIDE))
     with slim.arg_scope(mobilenet_v1_arg_scope(is_training, weight_decay)):
         net, end_points = mobilenet_v1_base(padded, final_endpoint, depth_multiplier)
-        with tf.variable_scope(scope, 'fcn', [net]):
+        with tf.variable_scope(scope, HEAD_SCOPE, [net]):
             # 1. Depthwise-separable classifier conv: k x k depthwise, then 1x1 to the depth.
             net = slim.separable_conv2d(net, None, [classifier_kernel, classifier_kernel],
                                         depth_multiplier=1, scope='conv1_separable')
@@ -139,10 +136,5 @@ def mobilenet_v1_fcn(images, num_classes, is_training=True, depth_multiplier=1.0
                 stride = FCN8S_SKIPS[-1][1]
             net = upsample(net, num_classes, stride, learn_upsampling, 'upscore%d' % stride)
             logits = crop_to_input(net, images, num_classes)
-    end_points['logits'] = logits
+    end_points[LOGITS] = logits
     return logits, end_points
-
-
-def mobilenet_v1_fcn8s(images, num_classes, is_training=True, **kwargs):
-    """mobilenet_v1_fcn with FCN-8s skips from Conv2d_11_pointwise and Conv2d_5_pointwise."""
-    return mobilenet_v1_fcn(images, num_classes, is_training, skips=True, **kwargs)

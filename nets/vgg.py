@@ -9,8 +9,6 @@ import tf_slim as slim
 
 from nets.layers import conv2d_by_matmul
 
-# RGB means subtracted from 0..255 inputs (slim's vgg_preprocessing).
-MEAN_RGB = (123.68, 116.78, 103.94)
 FC_DEPTH = 4096
 OUTPUT_STRIDE = 32
 
@@ -30,7 +28,7 @@ def vgg_16(inputs, num_classes=None, is_training=True, dropout_keep_prob=0.5,
     """VGG16 up to fc7 (and fc8 as a 1x1 conv when num_classes is given).
 
     Args:
-      inputs: float [batch, h, w, 3], RGB minus MEAN_RGB.
+      inputs: float [batch, h, w, 3], RGB minus nets.inputs.MEAN_RGB.
     Returns:
       net: [batch, ceil(h/32), ceil(w/32), fc_depth] (fc7), or num_classes channels (fc8).
       end_points: dict keyed by scope name, e.g. 'vgg_16/pool3', 'vgg_16/pool4', 'vgg_16/fc7'.

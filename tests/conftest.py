@@ -12,9 +12,9 @@ sys.path.insert(0, ROOT)
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 
-from utils.conversion import convert_pairs, make_label_spec  # noqa: E402
-from utils.datasets import camvid_pairs  # noqa: E402
-from utils.demo_data import write_demo_dataset  # noqa: E402
+from utils.data.conversion import convert_pairs, make_label_spec  # noqa: E402
+from utils.data.layouts import camvid_pairs  # noqa: E402
+from utils.data.demo import write_demo_dataset  # noqa: E402
 
 tf.disable_eager_execution()
 SHARED = os.path.join(os.path.dirname(ROOT), 'shared')
@@ -58,7 +58,7 @@ def require(path, what):
 def trained_run(demo_records, tmp_path_factory):
     """A tiny FCN-8s run (a few steps on the demo records): its output dir."""
     from utils.config import resolve_config
-    from utils.training import train
+    from utils.training.trainer import train
     out = str(tmp_path_factory.mktemp('run') / 'run')
     overrides = {'dataset_train': demo_records[0], 'output_dir': out, 'max_steps': '3',
                  'fc_depth': '16', 'crop_size': '64,64', 'batch_size': '2'}

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 
 from tests.conftest import ROOT
-from utils import benchmarking
-from utils.demo_data import write_demo_dataset
+from benchmarks import measurements
+from utils.data.demo import write_demo_dataset
 
 
 def test_benchmark_prints_every_section(tmp_path):
@@ -34,7 +34,7 @@ def test_benchmark_prints_every_section(tmp_path):
 
 def test_crf_inputs_follow_the_annotation(tmp_path):
     data_dir = write_demo_dataset(str(tmp_path / 'scenes'), 1, 2, 64, 96)
-    inputs = benchmarking.crf_inputs(data_dir, 'val', num_classes=4)
+    inputs = measurements.crf_inputs(data_dir, 'val', num_classes=4)
     assert len(inputs) == 2
     names = sorted(os.listdir(os.path.join(data_dir, 'valannot')))
     for (image, probabilities), name in zip(inputs, names):

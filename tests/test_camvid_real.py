@@ -8,11 +8,11 @@ import tensorflow.compat.v1 as tf
 
 from nets import build_network
 from tests.conftest import CAMVID_DIR, HED_CHECKPOINT, require
-from utils.checkpoints import make_init_fn
+from utils.training.initialization import make_init_fn
 from utils.config import resolve_config
-from utils.conversion import convert_pairs, make_label_spec
-from utils.datasets import camvid_pairs
-from utils.tfrecord import count_records, parse_example
+from utils.data.conversion import convert_pairs, make_label_spec
+from utils.data.layouts import camvid_pairs
+from utils.data.records import count_records, parse_example
 from tests.conftest import ROOT
 
 

@@ -1,6 +1,7 @@
 import pytest
 
-from utils.config import ConfigError, resolve_config
+from utils.config import resolve_config
+from utils.errors import ConfigError
 
 
 def write(tmp_path, text):

@@ -10,10 +10,10 @@ import tensorflow.compat.v1 as tf
 from PIL import Image
 
 from tests.conftest import ROOT
-from utils.conversion import REPORT_SUFFIX, convert_pairs, make_label_spec
-from utils.datasets import camvid_pairs, voc_pairs
-from utils.tfrecord import (KEY_ENCODED, KEY_FILENAME, KEY_FORMAT, KEY_HEIGHT, KEY_LABEL,
-                            KEY_WIDTH, parse_example)
+from utils.data.conversion import REPORT_SUFFIX, convert_pairs, make_label_spec
+from utils.data.layouts import camvid_pairs, voc_pairs
+from utils.data.records import (KEY_ENCODED, KEY_FILENAME, KEY_FORMAT, KEY_HEIGHT,
+                                KEY_LABEL, KEY_WIDTH, parse_example)
 from utils.visualization import default_palette
 
 
@@ -180,7 +180,7 @@ def test_cli_strict_and_empty_input_keep_earlier_output(tmp_path):
 
 def test_cityscapes_label_ids_map_to_train_ids(tmp_path):
     from utils.config import resolve_config
-    from utils.datasets import cityscapes_pairs
+    from utils.data.layouts import cityscapes_pairs
     root = tmp_path / 'cs'
     rng = np.random.RandomState(2)
     ids = rng.randint(0, 34, (16, 24)).astype(np.uint8)
@@ -211,7 +211,7 @@ def test_cityscapes_label_ids_map_to_train_ids(tmp_path):
 
 def test_kitti_colour_masks_and_unknown_colour(tmp_path):
     from utils.config import resolve_config
-    from utils.datasets import kitti_road_pairs
+    from utils.data.layouts import kitti_road_pairs
     root = tmp_path / 'kitti' / 'training'
     os.makedirs(root / 'image_2')
     os.makedirs(root / 'gt_image_2')
@@ -243,7 +243,7 @@ def test_kitti_colour_masks_and_unknown_colour(tmp_path):
 
 def test_ade20k_ids_are_shifted_and_zero_ignored(tmp_path):
     from utils.config import resolve_config
-    from utils.datasets import ade20k_pairs
+    from utils.data.layouts import ade20k_pairs
     root = tmp_path / 'ADEChallengeData2016'
     os.makedirs(root / 'images' / 'validation')
     os.makedirs(root / 'annotations' / 'validation')
@@ -260,7 +260,7 @@ def test_ade20k_ids_are_shifted_and_zero_ignored(tmp_path):
 
 
 def test_shards_and_workers_give_the_same_examples(tmp_path):
-    from utils.tfrecord import resolve_record_paths
+    from utils.data.records import resolve_record_paths
     root = str(tmp_path)
     write_camvid(root, 'train', 9)
     pairs = camvid_pairs(root, 'train')
@@ -316,7 +316,7 @@ def test_min_size_and_verify(tmp_path):
 
 
 def test_list_and_folders_layouts_agree(tmp_path):
-    from utils.datasets import folder_pairs, list_pairs
+    from utils.data.layouts import folder_pairs, list_pairs
     root = str(tmp_path)
     write_camvid(root, 'train', 3)
     with open(os.path.join(root, 'pairs.txt'), 'w') as f:

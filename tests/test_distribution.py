@@ -8,9 +8,10 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from tests.conftest import ROOT
-from utils.config import ConfigError, resolve_config
-from utils.monitoring import read_jsonl
-from utils.training import train
+from utils.config import resolve_config
+from utils.errors import ConfigError
+from utils.training.monitoring import read_jsonl
+from utils.training.trainer import train
 
 DEMO = os.path.join(ROOT, 'configs', 'demo.yaml')
 
@@ -65,7 +66,7 @@ def test_mirrored_run_validates_once_and_resumes(demo_records, tmp_path):
 
 def test_global_batch_must_split_evenly():
     with pytest.raises(ConfigError, match='multiple of the 2 replicas'):
-        from utils.training import make_strategy
+        from utils.training.distribution import make_strategy
         make_strategy(resolve_config(DEMO, {'distribution': 'mirrored', 'batch_size': '3',
                                             'devices': '/cpu:0,/cpu:1'}))
 

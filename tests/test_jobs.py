@@ -10,10 +10,11 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tests.conftest import ROOT
-from utils.export import ExportedModel, export_saved_model, parity_check
-from utils.inference import Predictor, load_run
-from utils.metrics import confusion_matrix, scores
-from utils.tfrecord import parse_example
+from utils.deploy.saved_model import ExportedModel, export_saved_model, parity_check
+from utils.inference.predictor import Predictor
+from utils.rundir import load_run
+from utils.evaluation.metrics import confusion_matrix, scores
+from utils.data.records import parse_example
 
 
 def run_job(script, *args):

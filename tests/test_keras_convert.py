@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from nets.vgg import MEAN_RGB, vgg_16
+from nets.inputs import MEAN_RGB
+from nets.vgg import vgg_16
 from tests.conftest import ROOT
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)

@@ -2,7 +2,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from utils.config import IGNORE_LABEL
-from utils.losses import softmax_cross_entropy_ignore
+from utils.training.losses import softmax_cross_entropy_ignore
 
 
 def numpy_ce(logits, labels, n, weights=None):

@@ -1,10 +1,10 @@
 import numpy as np
 
-from utils.metrics import confusion_matrix, scores
+from utils.evaluation.metrics import confusion_matrix, scores
 
 
 def reference_scores(labels, preds, n):
-    """Loop-based, independent of utils.metrics."""
+    """Loop-based, independent of utils.evaluation.metrics."""
     hist = np.zeros((n, n))
     for gt, pr in zip(labels.ravel(), preds.ravel()):
         if 0 <= gt < n:

@@ -15,9 +15,9 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from tests.conftest import ROOT
-from utils.monitoring import read_jsonl
-from utils.tfrecord import (KEY_ENCODED, KEY_FILENAME, KEY_FORMAT, KEY_HEIGHT, KEY_LABEL,
-                            KEY_LABEL_FORMAT, KEY_WIDTH, count_records)
+from utils.training.monitoring import read_jsonl
+from utils.data.records import (KEY_ENCODED, KEY_FILENAME, KEY_FORMAT, KEY_HEIGHT,
+                                KEY_LABEL, KEY_LABEL_FORMAT, KEY_WIDTH, count_records)
 
 DEMO = os.path.join(ROOT, 'configs', 'demo.yaml')
 TINY = ['--config', DEMO, '--model', 'fcn32s', '--fc_depth', '16', '--crop_size', '32,32',

@@ -10,9 +10,10 @@ import tensorflow.compat.v1 as tf
 
 from nets import build_network
 from tests.conftest import DEMO_NUM_CLASSES, ROOT
-from utils.checkpoints import CheckpointError, make_init_fn
-from utils.config import ConfigError, resolve_config
-from utils.training import train
+from utils.config import resolve_config
+from utils.errors import CheckpointError, ConfigError
+from utils.training.initialization import make_init_fn
+from utils.training.trainer import train
 from utils.visualization import SAMPLE_KINDS
 
 FAST = ['--config', os.path.join(ROOT, 'configs', 'demo.yaml'), '--fc_depth', '16',

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from nets.vgg import MEAN_RGB
+from nets.inputs import MEAN_RGB
 from tests.conftest import ROOT
 from utils.config import IGNORE_LABEL, resolve_config
-from utils.monitoring import read_jsonl
-from utils.optimization import learning_rate
-from utils.preprocessing import preprocess_for_train
-from utils.training import train
+from utils.training.monitoring import read_jsonl
+from utils.training.optimization import learning_rate
+from utils.data.preprocessing import preprocess_for_train
+from utils.training.trainer import train
 
 DEMO = os.path.join(ROOT, 'configs', 'demo.yaml')
 FAST = {'fc_depth': '16', 'crop_size': '64,64', 'batch_size': '2', 'log_every': '1'}

@@ -9,10 +9,10 @@ import tf_slim as slim
 from nets import MODELS, build_network
 from nets.mobilenet_v1 import mobilenet_v1_arg_scope, mobilenet_v1_base
 from tests.conftest import ROOT
-from utils.checkpoints import make_init_fn
+from utils.training.initialization import make_init_fn
 from utils.config import resolve_config
-from utils.ops_count import budget, count_ops
-from utils.training import train
+from utils.deploy.operations import budget, count_ops
+from utils.training.trainer import train
 from utils.upsampling import bilinear_kernel
 
 def variable(name):

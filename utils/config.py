@@ -1,7 +1,8 @@
 """Experiment configuration: defaults <- YAML file <- command-line flags, resolved once.
 
-The resolved `Config` is frozen and saved next to the checkpoints (`OUTPUT_DIR/config.yaml`) so
-that later jobs read it instead of repeating flags. Unknown keys and wrong types are errors.
+The resolved `Config` is frozen and saved in the run directory (utils/rundir.py) so that later
+jobs read it instead of repeating flags. Unknown keys and wrong types are errors. Each key's
+meaning is its `--help` text, defined with the key below.
 
     cfg = resolve_config('configs/camvid_fcn8s.yaml', {'batch_size': '2', 'crop_size': '160,224'})
 """
@@ -11,96 +12,133 @@ import typing
 
 import yaml
 
+from nets import MODELS, NETWORK_ARGS
+from nets.fcn import HEAD_SCOPE
+from nets.mobilenet_v1 import ENDPOINTS
 from utils import crf as crf_defaults
+from utils.cli import split_list
+from utils.data.records import IGNORE_LABEL
+from utils.errors import ConfigError
 from utils.fileio import atomic_write_text
-from utils.tfrecord import IGNORE_LABEL  # void label of every record this suite writes
 
-CONFIG_FILENAME = 'config.yaml'
+# What a job without a class table (conversion, operation counts) leaves out of its config.
+CLASS_TABLE_KEYS = ('class_names', 'class_colors')
 
 
-class ConfigError(ValueError):
-    """A configuration value or file is wrong; the message says which and what to do."""
+def _section(title):
+    """A field maker whose fields carry `--help` text and their section of the help."""
+    def key(default=dataclasses.MISSING, help='', factory=dataclasses.MISSING):
+        return dataclasses.field(default=default, default_factory=factory,
+                                 metadata={'help': help, 'section': title})
+    return key
+
+
+_dataset = _section('dataset and its labels')
+_data = _section('data and augmentation')
+_model = _section('model')
+_optim = _section('optimisation')
+_init = _section('initialisation and checkpoints')
+_parallel = _section('data parallelism')
+_validation = _section('logging, validation and dense CRF')
+Ints = typing.Tuple[int, ...]
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    # Dataset description.
-    dataset_name: str = 'dataset'
-    num_classes: int = 21
-    class_names: typing.Tuple[str, ...] = ()
-    class_colors: typing.Tuple[typing.Tuple[int, ...], ...] = ()
-    void_label: int = IGNORE_LABEL  # value of void pixels in the dataset's label files on disk
-    # Conversion of on-disk labels to train ids (see utils/datasets.label_lookup_table).
-    label_map: typing.Dict[int, int] = dataclasses.field(default_factory=dict)  # id -> train id
-    label_map_default: int = IGNORE_LABEL  # train id of on-disk ids missing from label_map
-    label_offset: int = 0  # added to on-disk ids without a label_map (ADE20K: -1)
-    color_map: typing.Tuple[typing.Tuple[int, ...], ...] = ()  # [r, g, b, train id] per colour
-    # Data and augmentation.
-    dataset_train: str = ''
-    dataset_val: str = ''
-    crop_size: typing.Tuple[int, ...] = (320, 320)  # height, width
-    min_scale: float = 1.0
-    max_scale: float = 1.0
-    random_flip: bool = True
-    photometric_jitter: bool = False  # random brightness/contrast/saturation/hue (training only)
-    shuffle_buffer: int = 256
-    # Model.
-    model: str = 'fcn8s'
-    fc_depth: int = 4096  # depth of fc6/fc7; 4096 is VGG16's and needed to load vgg_16.ckpt fc6/fc7
-    dropout_keep_prob: float = 0.5
-    weight_decay: float = 5e-4
-    depth_multiplier: float = 1.0  # MobileNet / Inception channel multiplier
-    final_endpoint: str = 'Conv2d_13_pointwise'  # MobileNet layer the head starts from
-    classifier_kernel: int = 7  # MobileNet FCN head: depthwise kernel size
-    classifier_depth: int = 1024  # MobileNet FCN head: pointwise depth
-    at_once: bool = False  # FCN-8s at-once: scale pool4 by 0.01 and pool3 by 0.0001
-    learn_upsampling: bool = True  # False: transposed convs stay fixed bilinear
-    precision: str = 'float32'  # float32 | mixed_bfloat16 (CPU, oneDNN) | mixed_float16 (GPU)
-    # Optimisation.
-    batch_size: int = 4
-    max_steps: int = 1000
-    optimizer: str = 'adam'  # adam | momentum | rmsprop
-    learning_rate: float = 1e-4
-    momentum: float = 0.9
-    lr_schedule: str = 'fixed'  # fixed | step | poly
-    lr_decay_steps: int = 1000  # step: multiply by lr_decay_rate every lr_decay_steps
-    lr_decay_rate: float = 0.1
-    lr_power: float = 0.9  # poly: lr * (1 - step / max_steps) ** lr_power
-    warmup_steps: int = 0  # linear ramp from 0 to the schedule's value
-    gradient_clip_norm: float = 0.0  # 0: no clipping
-    bias_lr_multiplier: float = 1.0  # the reference FCN recipe trains biases at 2x lr
-    loss_normalization: str = 'mean'  # mean over labelled pixels | sum (reference FCN recipe)
-    hard_pixel_fraction: float = 1.0  # < 1: only the hardest fraction of pixels count
-    class_weights: typing.Tuple[float, ...] = ()  # empty: every class weighs 1
-    class_weights_report: str = ''  # converter report whose median_frequency_weights to use
-    seed: int = 0
-    # Initialisation and checkpoints.
-    checkpoint_path: str = ''
-    checkpoint_exclude_scopes: typing.Tuple[str, ...] = ('vgg_16/fc8',)
-    trainable_scopes: typing.Tuple[str, ...] = ()  # empty: every variable trains
-    stage1_steps: int = 0  # two-stage fine-tuning: first train only stage1_trainable_scopes
-    stage1_trainable_scopes: typing.Tuple[str, ...] = ('fcn',)
-    output_dir: str = ''
-    save_every: int = 500
-    save_every_seconds: int = 0  # also save when this long has passed since the last save
-    keep_checkpoints: int = 5
-    deterministic: bool = False  # deterministic kernels (reproducible, slower)
-    # Data parallelism (tf.distribute): none | mirrored (several local GPUs, or CPUs) |
-    # multi_worker (several machines, from the TF_CONFIG environment variable).
-    distribution: str = 'none'
-    devices: typing.Tuple[str, ...] = ()  # mirrored: e.g. /gpu:0,/gpu:1 (empty: all local GPUs)
-    # Logging and validation.
-    log_every: int = 10
-    eval_every: int = 500
-    num_eval_images: int = 0  # images scored and drawn at each validation; 0 = all
-    crf: bool = True
-    crf_iterations: int = 5
-    crf_bilateral_compat: float = crf_defaults.BILATERAL_COMPAT  # w1
-    crf_bilateral_sxy: float = crf_defaults.BILATERAL_SXY  # theta_alpha
-    crf_bilateral_srgb: float = crf_defaults.BILATERAL_SRGB  # theta_beta
-    crf_gaussian_compat: float = crf_defaults.GAUSSIAN_COMPAT  # w2
-    crf_gaussian_sxy: float = crf_defaults.GAUSSIAN_SXY  # theta_gamma
-    overlay_alpha: float = 0.5
+    """Every setting of an experiment; YAML keys and `--KEY` flags have these names."""
+    dataset_name: str = _dataset('dataset', 'name shown in logs and reports')
+    num_classes: int = _dataset(21, 'number of classes (void not counted)')
+    class_names: typing.Tuple[str, ...] = _dataset((), 'one name per class, e.g. sky,road,car')
+    class_colors: typing.Tuple[Ints, ...] = _dataset(
+        (), 'one R,G,B (0..255) per class for the pictures, e.g. "128,128,128;128,0,0"')
+    void_label: int = _dataset(IGNORE_LABEL, "value of void pixels in the dataset's label files "
+                               'on disk (stored as %d in the records)' % IGNORE_LABEL)
+    label_map: typing.Dict[int, int] = _dataset(
+        help='on-disk id -> train id, e.g. "7:0,8:1" (Cityscapes); unlisted ids become '
+        'label_map_default', factory=dict)
+    label_map_default: int = _dataset(IGNORE_LABEL, 'train id of on-disk ids missing from '
+                                      'label_map')
+    label_offset: int = _dataset(0, 'added to on-disk ids when there is no label_map '
+                                 '(ADE20K: -1)')
+    color_map: typing.Tuple[Ints, ...] = _dataset(
+        (), 'colour-coded labels: "r,g,b,train_id;..." per colour (KITTI road)')
+    dataset_train: str = _data('', 'training TFRecord file(s): comma-separated or glob')
+    dataset_val: str = _data('', 'validation TFRecord file(s); empty: no validation')
+    crop_size: Ints = _data((320, 320), 'training crop HEIGHT,WIDTH (both >= 32)')
+    min_scale: float = _data(1.0, 'smallest random rescaling of a training image')
+    max_scale: float = _data(1.0, 'largest random rescaling of a training image')
+    random_flip: bool = _data(True, 'random left-right flips in training')
+    photometric_jitter: bool = _data(False, 'random brightness/contrast/saturation/hue in '
+                                     'training')
+    shuffle_buffer: int = _data(256, 'records shuffled together')
+    model: str = _model('fcn8s', 'network: one of nets.MODELS')
+    fc_depth: int = _model(4096, 'depth of VGG fc6/fc7; 4096 (VGG16\'s) to load vgg_16.ckpt\'s '
+                           'fc6/fc7')
+    dropout_keep_prob: float = _model(0.5, 'keep probability of the dropout layers')
+    weight_decay: float = _model(5e-4, 'L2 weight decay')
+    depth_multiplier: float = _model(1.0, 'MobileNet / Inception channel multiplier')
+    final_endpoint: str = _model('Conv2d_13_pointwise', 'MobileNet layer the head starts from')
+    classifier_kernel: int = _model(7, 'MobileNet FCN head: depthwise kernel size')
+    classifier_depth: int = _model(1024, 'MobileNet FCN head: pointwise depth')
+    at_once: bool = _model(False, 'FCN-8s at-once: scale pool4 by 0.01 and pool3 by 0.0001')
+    learn_upsampling: bool = _model(True, 'false: transposed convs stay fixed bilinear')
+    precision: str = _model('float32', 'float32 | mixed_bfloat16 (CPU, oneDNN) | '
+                            'mixed_float16 (GPU)')
+    batch_size: int = _optim(4, 'images per step (the global batch with several replicas)')
+    max_steps: int = _optim(1000, 'training ends at this step')
+    optimizer: str = _optim('adam', 'adam | momentum | rmsprop')
+    learning_rate: float = _optim(1e-4, 'base learning rate')
+    momentum: float = _optim(0.9, 'momentum of momentum and rmsprop')
+    lr_schedule: str = _optim('fixed', 'fixed | step | poly')
+    lr_decay_steps: int = _optim(1000, 'step: multiply by lr_decay_rate every lr_decay_steps')
+    lr_decay_rate: float = _optim(0.1, 'step: the factor')
+    lr_power: float = _optim(0.9, 'poly: lr * (1 - step / max_steps) ** lr_power')
+    warmup_steps: int = _optim(0, 'linear ramp from 0 to the schedule\'s value')
+    gradient_clip_norm: float = _optim(0.0, 'clip gradients to this global norm; 0: no clipping')
+    bias_lr_multiplier: float = _optim(1.0, 'learning rate factor of biases (the reference '
+                                       'FCN recipe: 2)')
+    loss_normalization: str = _optim('mean', 'mean over labelled pixels | sum (reference FCN '
+                                     'recipe)')
+    hard_pixel_fraction: float = _optim(1.0, '< 1: only the hardest fraction of pixels count')
+    class_weights: typing.Tuple[float, ...] = _optim((), 'one loss weight per class; empty: '
+                                                     'all 1')
+    class_weights_report: str = _optim('', 'converter report whose median_frequency_weights '
+                                       'to use')
+    seed: int = _optim(0, 'graph-level random seed')
+    checkpoint_path: str = _init('', 'pretrained checkpoint (e.g. vgg_16.ckpt) for a new run')
+    checkpoint_exclude_scopes: typing.Tuple[str, ...] = _init(
+        ('vgg_16/fc8',), 'checkpoint scopes not restored (the classifier)')
+    trainable_scopes: typing.Tuple[str, ...] = _init((), 'scopes that train; empty: all')
+    stage1_steps: int = _init(0, 'two-stage fine-tuning: first train only '
+                              'stage1_trainable_scopes for this many steps')
+    stage1_trainable_scopes: typing.Tuple[str, ...] = _init((HEAD_SCOPE,), 'what trains in '
+                                                            'stage one')
+    output_dir: str = _init('', 'run directory (utils/rundir.py); a rerun resumes from it')
+    save_every: int = _init(500, 'save a checkpoint every this many steps')
+    save_every_seconds: int = _init(0, 'also save when this long has passed since the last '
+                                    'save; 0: off')
+    keep_checkpoints: int = _init(5, 'newest checkpoints kept (plus the best)')
+    deterministic: bool = _init(False, 'deterministic kernels (reproducible, slower)')
+    distribution: str = _parallel('none', 'none | mirrored (several local GPUs or CPUs) | '
+                                  'multi_worker (machines of the TF_CONFIG variable)')
+    devices: typing.Tuple[str, ...] = _parallel((), 'mirrored: e.g. /gpu:0,/gpu:1; empty: all '
+                                                'local GPUs')
+    log_every: int = _validation(10, 'log loss and images/s every this many steps')
+    eval_every: int = _validation(500, 'validate every this many steps')
+    num_eval_images: int = _validation(0, 'images scored and drawn per validation; 0: all')
+    crf: bool = _validation(True, 'also score and draw the dense-CRF-refined prediction')
+    crf_iterations: int = _validation(5, 'mean-field iterations of the CRF')
+    crf_bilateral_compat: float = _validation(crf_defaults.BILATERAL_COMPAT, 'CRF appearance '
+                                              'kernel weight (w1)')
+    crf_bilateral_sxy: float = _validation(crf_defaults.BILATERAL_SXY, 'CRF appearance kernel '
+                                           'width in pixels (theta_alpha)')
+    crf_bilateral_srgb: float = _validation(crf_defaults.BILATERAL_SRGB, 'CRF appearance '
+                                            'kernel colour width (theta_beta)')
+    crf_gaussian_compat: float = _validation(crf_defaults.GAUSSIAN_COMPAT, 'CRF smoothness '
+                                             'kernel weight (w2)')
+    crf_gaussian_sxy: float = _validation(crf_defaults.GAUSSIAN_SXY, 'CRF smoothness kernel '
+                                          'width (theta_gamma)')
+    overlay_alpha: float = _validation(0.5, 'opacity of the class colours in overlays')
 
     def validate(self):
         """Raises ConfigError for values no run can use."""
@@ -112,14 +150,23 @@ class Config:
         if len(self.crop_size) != 2 or min(self.crop_size) < 32:
             raise ConfigError('crop_size must be HEIGHT,WIDTH with both >= 32 (the network '
                               'stride), got %r' % (self.crop_size,))
-        from nets import MODELS
         if self.model not in MODELS:
             raise ConfigError('model must be one of %s, got %r' % (', '.join(MODELS), self.model))
+        if self.model.startswith('mobilenet_v1') and self.final_endpoint not in ENDPOINTS:
+            raise ConfigError('final_endpoint must be one of %s, got %r'
+                              % (', '.join(ENDPOINTS), self.final_endpoint))
+        if self.model == 'mobilenet_v1_fcn8s' and self.final_endpoint != ENDPOINTS[-1]:
+            raise ConfigError('model mobilenet_v1_fcn8s takes its skips below %s: leave '
+                              'final_endpoint at that, got %r'
+                              % (ENDPOINTS[-1], self.final_endpoint))
+        if self.depth_multiplier <= 0:
+            raise ConfigError('depth_multiplier must be positive, got %r' % self.depth_multiplier)
         if not 0 < self.min_scale <= self.max_scale:
             raise ConfigError('need 0 < min_scale <= max_scale, got %r, %r'
                               % (self.min_scale, self.max_scale))
         if not 0 < self.dropout_keep_prob <= 1:
-            raise ConfigError('dropout_keep_prob must be in (0, 1], got %r' % self.dropout_keep_prob)
+            raise ConfigError('dropout_keep_prob must be in (0, 1], got %r'
+                              % self.dropout_keep_prob)
         if self.learning_rate <= 0:
             raise ConfigError('learning_rate must be positive, got %r' % self.learning_rate)
         choices = {'optimizer': ('adam', 'momentum', 'rmsprop'),
@@ -157,12 +204,7 @@ class Config:
 
     def network_args(self):
         """Keyword arguments of nets.build_network that define the network (not training)."""
-        return {'model': self.model, 'weight_decay': self.weight_decay,
-                'fc_depth': self.fc_depth, 'at_once': self.at_once,
-                'learn_upsampling': self.learn_upsampling,
-                'depth_multiplier': self.depth_multiplier, 'final_endpoint': self.final_endpoint,
-                'classifier_kernel': self.classifier_kernel,
-                'classifier_depth': self.classifier_depth}
+        return {'model': self.model, **{name: getattr(self, name) for name in NETWORK_ARGS}}
 
     def crf_params(self):
         """Keyword arguments of utils.crf.dense_crf."""
@@ -197,9 +239,10 @@ def _coerce(name, value, hint, from_string):
         key_hint, value_hint = typing.get_args(hint)
         if from_string:  # "7:0,8:1"
             try:
-                value = dict(item.split(':') for item in value.split(',') if item.strip())
+                value = dict(item.split(':') for item in split_list(value))
             except ValueError:
-                raise ConfigError('%s must be KEY:VALUE,KEY:VALUE, got %r' % (name, value)) from None
+                raise ConfigError('%s must be KEY:VALUE,KEY:VALUE, got %r'
+                                  % (name, value)) from None
         if not isinstance(value, dict):
             raise ConfigError('%s must be a mapping, got %r' % (name, value))
         return {_coerce(name, k, key_hint, from_string): _coerce(name, v, value_hint, from_string)
@@ -209,9 +252,9 @@ def _coerce(name, value, hint, from_string):
         if from_string:
             text = value.strip()
             if typing.get_origin(item_hint) is tuple:  # e.g. colours: "1,2,3;4,5,6"
-                value = [v for v in text.split(';') if v.strip()]
+                value = split_list(text, ';')
             else:
-                value = [v for v in text.split(',') if v.strip()]
+                value = split_list(text)
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             raise ConfigError('%s must be a list, got %r' % (name, value))
         return tuple(_coerce(name, v, item_hint, from_string) for v in value)
@@ -269,29 +312,46 @@ def load_yaml(path):
     return data
 
 
-def resolve_config(config_path=None, overrides=None):
-    """Defaults <- YAML at `config_path` <- `overrides` (flag strings). Returns a valid Config."""
+def resolve_config(config_path=None, overrides=None, class_table=True):
+    """Defaults <- YAML at `config_path` <- `overrides` (flag strings). Returns a valid Config.
+
+    A job with no use for class names and colours (conversion, operation counts) passes
+    `class_table=False`: the YAML's, which need not fit an overridden num_classes, are left out.
+    """
     values = {}
     if config_path:
         _apply(values, load_yaml(config_path), False, config_path)
     _apply(values, overrides or {}, True, 'the command-line flags')
+    if not class_table:
+        for name in CLASS_TABLE_KEYS:
+            values.pop(name, None)
     return Config(**values).validate()
 
 
-def save_config(config, directory):
-    """Writes the resolved config as `directory/config.yaml`; returns its path."""
-    path = os.path.join(directory, CONFIG_FILENAME)
+def save_config(config, path):
+    """Writes the resolved config as YAML to `path` (atomically); returns the path."""
     atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
     return path
 
 
-def add_config_flags(parser):
-    """Adds `--KEY` for every config key to an argparse parser (values are parsed by type)."""
-    for name in _FIELDS:
-        parser.add_argument('--' + name, default=None, metavar=name.upper(),
-                            help='overrides config key %s' % name)
+def add_config_flags(parser, keys=None):
+    """Adds `--KEY` for every config key (or those in `keys`) to an argparse parser, grouped
+    by section, each with its help text and default."""
+    groups = {}
+    for name, field in _FIELDS.items():
+        if keys is not None and name not in keys:
+            continue
+        section = field.metadata['section']
+        if section not in groups:
+            groups[section] = parser.add_argument_group('config: ' + section)
+        default = (field.default_factory() if field.default is dataclasses.MISSING
+                   else field.default)
+        groups[section].add_argument('--' + name, default=None, metavar=name.upper(),
+                                     help='%s (default: %s)' % (field.metadata['help'],
+                                                                _plain(default)))
 
 
 def overrides_from_args(args):
     """The config keys given on the command line, as {key: string}."""
-    return {name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None}
+    return {name: getattr(args, name) for name in _FIELDS
+            if getattr(args, name, None) is not None}

@@ -16,11 +16,11 @@ import tensorflow.compat.v1 as tf
 
 from nets import build_network
 from utils.crf import dense_crf
-from utils.datasets import camvid_pairs
-from utils.export import CLASSES_KEY, ExportedModel, export_saved_model
-from utils.inference import session_config
-from utils.optimization import session_rewrites
-from utils.training import build_training_graph
+from utils.data.layouts import camvid_pairs
+from utils.deploy.saved_model import CLASSES_KEY, ExportedModel, export_saved_model
+from utils.training.optimization import session_rewrites
+from utils.runtime import session_config
+from utils.training.graph import build_training_graph
 
 # The CRF measurement: CamVid's classes, the iterations of the performance target.
 CRF_CLASSES = 11

@@ -4,37 +4,14 @@ per-class probabilities at the input size out (optionally multi-scale and flippe
     predictor = Predictor.from_run('runs/camvid')
     probabilities = predictor.predict(rgb_uint8_image)   # [h, w, num_classes]
 """
-import os
-
 import numpy as np
 import tensorflow.compat.v1 as tf
 
 from nets import build_network
-from utils.checkpoints import CheckpointError, resolve_checkpoint
-from utils.config import CONFIG_FILENAME, ConfigError, resolve_config
-from utils.preprocessing import subtract_mean
-
-TRAIN_SUBDIR = 'train'
-
-
-def load_run(run_dir, checkpoint=None):
-    """(Config, checkpoint prefix) of a training output directory.
-
-    `checkpoint` (a prefix or directory) overrides the run's latest checkpoint.
-    """
-    config_path = os.path.join(run_dir, CONFIG_FILENAME)
-    if not os.path.isfile(config_path):
-        raise ConfigError('%s has no %s: --run_dir must be the --output_dir of a training run'
-                          % (run_dir, CONFIG_FILENAME))
-    config = resolve_config(config_path)
-    if checkpoint:
-        return config, resolve_checkpoint(checkpoint)
-    train_dir = os.path.join(run_dir, TRAIN_SUBDIR)
-    latest = tf.train.latest_checkpoint(train_dir) if os.path.isdir(train_dir) else None
-    if latest is None:
-        raise CheckpointError('run %s holds no checkpoint in %s yet; train first or give '
-                              '--checkpoint' % (run_dir, train_dir))
-    return config, latest
+from nets.inputs import subtract_mean
+from utils.errors import CheckpointError
+from utils.rundir import load_run
+from utils.runtime import session_config
 
 
 def build_probabilities(images, config, scales=(1.0,), flip=False):
@@ -70,18 +47,6 @@ def build_view_logits(images, config, scales=(1.0,), flip=False):
                 logits = tf.image.resize(logits, size, method='bilinear')
             outputs.append(logits)
     return outputs
-
-
-def session_config(devices=()):
-    """No device is pinned: ops go to a GPU (cuDNN) when there is one, else to the CPU.
-
-    `devices` naming several CPUs ('/cpu:0', '/cpu:1') makes that many logical CPU devices
-    (for data-parallel runs and their tests on machines without GPUs)."""
-    cpus = sum(1 for d in devices if 'cpu' in d.lower())
-    proto = tf.ConfigProto(allow_soft_placement=True,
-                           device_count={'CPU': cpus} if cpus > 1 else None)
-    proto.gpu_options.allow_growth = True
-    return proto
 
 
 class Predictor:

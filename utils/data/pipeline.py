@@ -2,12 +2,33 @@
 
 Records are streamed (never loaded whole), decoded in parallel and prefetched.
 """
+import json
+import os
+import re
+
 import tensorflow.compat.v1 as tf
 
-from utils.preprocessing import preprocess_for_train
-from utils.tfrecord import parse_example, resolve_record_paths
+from utils.data.conversion import REPORT_SUFFIX
+from utils.data.preprocessing import preprocess_for_train
+from utils.data.records import check_records, parse_example, resolve_record_paths
+from utils.errors import ConfigError
 
 AUTOTUNE = tf.data.experimental.AUTOTUNE
+
+
+def check_dataset(record_spec, num_classes):
+    """Fails early, naming the file, on records that are missing, empty, of another schema or
+    of another number of classes (from the converter's report, and the first records)."""
+    paths = resolve_record_paths(record_spec)
+    for path in paths:
+        report = re.sub(r'-\d{5}-of-\d{5}$', '', path) + REPORT_SUFFIX
+        if os.path.isfile(report):
+            with open(report) as f:
+                written_for = json.load(f).get('num_classes')
+            if written_for is not None and written_for != num_classes:
+                raise ConfigError('%s was converted for %d classes but num_classes is %d; use '
+                                  'the matching config' % (path, written_for, num_classes))
+    check_records(paths, num_classes)
 
 
 def train_dataset(record_spec, crop_size, batch_size, min_scale=1.0, max_scale=1.0,
@@ -18,7 +39,7 @@ def train_dataset(record_spec, crop_size, batch_size, min_scale=1.0, max_scale=1
 
     `deterministic` decodes on one thread so that the random augmentations come in a fixed
     order (with a graph-level seed, two runs then see the same batches). Records that do not
-    decode are skipped and named in `failures` (a utils.tfrecord.DecodeFailures).
+    decode are skipped and named in `failures` (a utils.data.records.DecodeFailures).
     """
     paths = resolve_record_paths(record_spec)
     dataset = tf.data.Dataset.from_tensor_slices(paths)

@@ -13,7 +13,9 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from utils.config import save_config
-from utils.inference import build_view_logits, session_config
+from utils.inference.predictor import build_view_logits
+from utils.rundir import CONFIG_FILENAME
+from utils.runtime import session_config
 
 SIGNATURE = 'serving_default'
 INPUT_KEY = 'images'
@@ -50,7 +52,7 @@ def export_saved_model(config, checkpoint, export_dir):
                     session, [tf.saved_model.SERVING], signature_def_map={SIGNATURE: signature},
                     strip_default_attrs=True)
                 builder.save()
-        save_config(config, tmp_dir)
+        save_config(config, os.path.join(tmp_dir, CONFIG_FILENAME))
         os.replace(tmp_dir, export_dir)
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)

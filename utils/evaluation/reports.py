@@ -3,10 +3,21 @@ and a confusion-matrix picture. Every file is written atomically."""
 import csv
 import io
 import json
+import os
 
 import numpy as np
 
 from utils.fileio import atomic_path, atomic_write_text
+
+
+def write_reports(output_dir, result, rows, names, extra=None):
+    """Writes metrics.json (with `extra`), confusion.csv, confusion.png, per_class.md and
+    per_image.csv of an evaluation into `output_dir`."""
+    write_metrics_json(os.path.join(output_dir, 'metrics.json'), result, extra)
+    write_confusion_csv(os.path.join(output_dir, 'confusion.csv'), result['confusion'], names)
+    write_confusion_png(os.path.join(output_dir, 'confusion.png'), result['confusion'], names)
+    atomic_write_text(os.path.join(output_dir, 'per_class.md'), per_class_markdown(result, names))
+    write_per_image_csv(os.path.join(output_dir, 'per_image.csv'), rows)
 
 
 def class_names_of(config):

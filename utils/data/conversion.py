@@ -17,11 +17,10 @@ import cv2
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from utils.config import IGNORE_LABEL
-from utils.datasets import PairError, label_lookup_table, read_label, remap_and_check_label
+from utils.data.layouts import PairError, label_lookup_table, read_label, remap_and_check_label
+from utils.data.records import IGNORE_LABEL, make_example
+from utils.errors import DataError, JobError
 from utils.fileio import atomic_path, atomic_write_text, remove_stale_temporaries
-from utils.tfrecord import (KEY_ENCODED, KEY_FILENAME, KEY_HEIGHT, KEY_LABEL, KEY_LABEL_FORMAT,
-                            KEY_WIDTH, make_example)
 
 REPORT_SUFFIX = '.report.json'
 CHUNK_PAIRS = 50  # pairs per part file written by one worker task
@@ -32,9 +31,9 @@ _JPEG_MAGIC = b'\xff\xd8\xff'
 LabelSpec = collections.namedtuple('LabelSpec', 'num_classes table color_map min_size')
 
 
-def make_label_spec(num_classes, void_label=IGNORE_LABEL, label_map=None, label_map_default=None,
-                    label_offset=0, color_map=(), min_size=None):
-    """LabelSpec from the dataset's conventions (see utils.datasets.label_lookup_table)."""
+def make_label_spec(num_classes, void_label=IGNORE_LABEL, label_map=None,
+                    label_map_default=None, label_offset=0, color_map=(), min_size=None):
+    """LabelSpec from the dataset's conventions (see utils.data.layouts.label_lookup_table)."""
     table = label_lookup_table(void_label, IGNORE_LABEL, label_map, label_map_default,
                                label_offset)
     return LabelSpec(num_classes, table, tuple(tuple(c) for c in color_map), min_size)
@@ -236,7 +235,8 @@ def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=
     and median-frequency class weights. With `strict`, any unusable pair fails the conversion
     and nothing is written. `progress(n)`, if given, is called with the number of pairs done
     (e.g. a tqdm bar's update).
-    Raises RuntimeError when nothing could be written; earlier output is then untouched.
+    Raises DataError (no usable pair) or JobError (cannot write) when nothing could be
+    written; earlier output is then untouched.
     """
     start = time.time()
     n = spec.num_classes
@@ -247,11 +247,11 @@ def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=
         skipped, class_pixels, image_pixels, sizes = _write_records(
             pairs, paths, spec, num_workers, strict, progress, log)
     except PairError as e:
-        raise RuntimeError(str(e)) from None
+        raise DataError(str(e)) from None
     except (OSError, tf.errors.OpError) as e:
-        raise RuntimeError('cannot write %s (%s); free some space or choose another '
-                           '--output_path: earlier files there are untouched'
-                           % (output_path, str(e).split('\n')[0])) from None
+        raise JobError('cannot write %s (%s); free some space or choose another '
+                       '--output_path: earlier files there are untouched'
+                       % (output_path, str(e).split('\n')[0])) from None
     seconds = time.time() - start
     labelled = class_pixels[:n].sum()
     report = {
@@ -275,45 +275,6 @@ def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=
     try:
         atomic_write_text(output_path + REPORT_SUFFIX, json.dumps(report, indent=2))
     except OSError as e:
-        raise RuntimeError('records written, but the report %s could not be (%s)'
-                           % (output_path + REPORT_SUFFIX, e)) from None
+        raise JobError('records written, but the report %s could not be (%s)'
+                       % (output_path + REPORT_SUFFIX, e)) from None
     return report
-
-
-def verify_records(paths, num_classes):
-    """Reads records back: each must decode, sizes must agree, labels must be classes or void.
-
-    Returns {'records': count, 'errors': [messages], 'class_pixel_counts': [...]}.
-    """
-    count, errors = 0, []
-    class_pixels = np.zeros(num_classes, np.int64)
-    for path in paths:
-        try:
-            for index, record in enumerate(tf.io.tf_record_iterator(path)):
-                count += 1
-                feature = tf.train.Example.FromString(record).features.feature
-                name = '%s record %d (%s)' % (path, index,
-                                              feature[KEY_FILENAME].bytes_list.value[0].decode())
-                height = feature[KEY_HEIGHT].int64_list.value[0]
-                width = feature[KEY_WIDTH].int64_list.value[0]
-                image = cv2.imdecode(np.frombuffer(feature[KEY_ENCODED].bytes_list.value[0],
-                                                   np.uint8), cv2.IMREAD_COLOR)
-                raw_label = feature[KEY_LABEL].bytes_list.value[0]
-                if feature[KEY_LABEL_FORMAT].bytes_list.value:
-                    label = cv2.imdecode(np.frombuffer(raw_label, np.uint8),
-                                         cv2.IMREAD_UNCHANGED)
-                else:
-                    label = np.frombuffer(raw_label, np.uint8).reshape(height, width)
-                if image is None or label is None:
-                    errors.append('%s: image or label does not decode' % name)
-                elif image.shape[:2] != (height, width) or label.shape != (height, width):
-                    errors.append('%s: sizes disagree with image/height, image/width' % name)
-                else:
-                    bad = (label >= num_classes) & (label != IGNORE_LABEL)
-                    if bad.any():
-                        errors.append('%s: label values %s out of range'
-                                      % (name, np.unique(label[bad])[:10].tolist()))
-                    class_pixels += np.bincount(label.ravel(), minlength=256)[:num_classes]
-        except tf.errors.DataLossError as e:
-            errors.append('%s is truncated or corrupt: %s' % (path, e.message))
-    return {'records': count, 'errors': errors, 'class_pixel_counts': class_pixels.tolist()}

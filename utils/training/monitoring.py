@@ -1,12 +1,8 @@
-"""Run monitoring: TensorBoard event files, a JSON-lines history, and a progress plot.
-
-    OUTPUT_DIR/train/events.out.tfevents.*   loss, learning rate, images/s
-    OUTPUT_DIR/eval/events.out.tfevents.*    validation mIoU, per-class IoU, sample images
-    OUTPUT_DIR/train/history.jsonl           {'step', 'loss', 'learning_rate', 'images_per_s'}
-    OUTPUT_DIR/progress.png                  training loss and validation mIoU over steps
-"""
+"""Run monitoring: TensorBoard summaries, JSON-lines histories, the progress plot, and the
+text of the log lines (where each file goes: utils/rundir.py)."""
 import json
 import os
+import resource
 
 import cv2
 import numpy as np
@@ -14,8 +10,29 @@ import tensorflow.compat.v1 as tf
 
 from utils.fileio import atomic_path
 
-HISTORY_FILENAME = 'history.jsonl'
-PLOT_FILENAME = 'progress.png'
+
+def format_scores(result):
+    """'mIoU 0.1234, pixel accuracy 0.5678 | with CRF: ...' of utils.evaluation scores."""
+    text = 'mIoU %.4f, pixel accuracy %.4f' % (result['mean_iou'], result['pixel_accuracy'])
+    if 'crf' in result:
+        text += ' | with CRF: mIoU %.4f, pixel accuracy %.4f' % (result['crf']['mean_iou'],
+                                                                 result['crf']['pixel_accuracy'])
+    return text
+
+
+def format_duration(seconds):
+    """'H:MM:SS'."""
+    seconds = int(max(seconds, 0))
+    return '%d:%02d:%02d' % (seconds // 3600, seconds // 60 % 60, seconds % 60)
+
+
+def current_rss_mb():
+    """Current resident memory of this process in MB (Linux), else the peak."""
+    try:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
+    except (OSError, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def scalar_summary(values):

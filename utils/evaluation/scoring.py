@@ -6,11 +6,13 @@ Used inside training (`run_validation`, same session) and by evaluate.py (`evalu
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from utils.data.pipeline import eval_dataset
+from utils.data.records import count_records, resolve_record_paths
+from utils.evaluation.metrics import confusion_matrix, scores
 from utils.crf import dense_crf
-from utils.data import eval_dataset
-from utils.inference import build_probabilities, session_config
-from utils.metrics import confusion_matrix, scores
-from utils.tfrecord import count_records, resolve_record_paths
+from utils.inference.predictor import build_probabilities
+from utils.rundir import validation_prefix
+from utils.runtime import session_config
 from utils.visualization import colorize, make_palette, write_sample_jpegs
 
 
@@ -45,11 +47,6 @@ def iterate_eval(session, graph):
                out['filename'][0].decode('utf-8', 'replace'))
 
 
-def prefix_for(step, index, num_images):
-    """'val_STEP' for a single sample, 'val_STEP_K' when a validation draws several."""
-    return 'val_%d' % step if num_images == 1 else 'val_%d_%d' % (step, index)
-
-
 def crf_predictions(image, probabilities, config):
     """(argmax prediction, CRF prediction or None when the config turns CRF off)."""
     prediction = probabilities.argmax(axis=-1)
@@ -79,7 +76,7 @@ class Scorer:
         return image_hist, crf_image_hist
 
     def result(self, with_confusion=False):
-        """utils.metrics.scores, 'crf' (the same after CRF, when on) and 'num_images'."""
+        """utils.evaluation.metrics.scores, 'crf' (the same after CRF, when on) and 'num_images'."""
         def summary(hist):
             return dict(scores(hist), confusion=hist.tolist()) if with_confusion else scores(hist)
         result = summary(self.hist)
@@ -103,9 +100,9 @@ def scored_images(session, graph, config, scorer):
 def run_validation(session, graph, config, step, draw_dir=None, log=print):
     """Scores every validation image (with and without dense CRF) and draws its five JPEGs.
 
-    Returns the scores of utils.metrics.scores, plus 'crf' (the same scores after CRF, when on),
-    'num_images', 'jpegs' (paths written) and 'sample_pictures' (the first image's image,
-    annotation and prediction as RGB arrays, for TensorBoard).
+    Returns the scores of utils.evaluation.metrics.scores, plus 'crf' (the same scores after
+    CRF, when on), 'num_images', 'jpegs' (paths written) and 'sample_pictures' (the first
+    image's image, annotation and prediction as RGB arrays, for TensorBoard).
     """
     palette = make_palette(config.class_colors, config.num_classes)
     scorer = Scorer(config.num_classes, config.crf)
@@ -119,8 +116,8 @@ def run_validation(session, graph, config, step, draw_dir=None, log=print):
         if total >= 20 and (index + 1) % max(total // 5, 10) == 0:
             log('validation %d/%d images' % (index + 1, total))
         if draw_dir:
-            jpegs += write_sample_jpegs(draw_dir, prefix_for(step, index, total), image, label,
-                                        prediction, crf_prediction, palette,
+            jpegs += write_sample_jpegs(draw_dir, validation_prefix(step, index, total), image,
+                                        label, prediction, crf_prediction, palette,
                                         config.overlay_alpha)
     return dict(scorer.result(), jpegs=jpegs, sample_pictures=sample)
 
@@ -161,39 +158,3 @@ def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=
                 if worst > 0:
                     kept = sorted(kept + [(miou, len(rows), sample)], key=lambda k: k[:2])[:worst]
     return scorer.result(with_confusion=True), rows, [k[2] for k in kept]
-
-
-def collect_probabilities(config, checkpoint, record_spec, num_images):
-    """[(image, label, probabilities)] of the first `num_images` records (for CRF search)."""
-    with tf.Graph().as_default():
-        graph = build_eval_graph(config, record_spec, num_images)
-        with tf.Session(config=session_config()) as session:
-            restore_model(session, checkpoint)
-            return [(image, label, probs) for image, label, probs, _ in
-                    iterate_eval(session, graph)]
-
-
-def crf_search(samples, num_classes, iterations, compats, sxys, srgbs):
-    """Grid search of the bilateral kernel (weight w1, widths theta_alpha, theta_beta).
-
-    Returns {'no_crf_mean_iou', 'results': [{compat, sxy, srgb, mean_iou}], 'best': {...},
-    'gain'} where gain is the best mIoU minus the mIoU without CRF.
-    """
-    base = np.zeros((num_classes, num_classes), np.int64)
-    for _, label, probs in samples:
-        base += confusion_matrix(label, probs.argmax(-1), num_classes)
-    results = []
-    for compat in compats:
-        for sxy in sxys:
-            for srgb in srgbs:
-                hist = np.zeros_like(base)
-                for image, label, probs in samples:
-                    refined = dense_crf(image, probs, iterations, bilateral_compat=compat,
-                                        bilateral_sxy=sxy, bilateral_srgb=srgb)
-                    hist += confusion_matrix(label, refined, num_classes)
-                results.append({'compat': compat, 'sxy': sxy, 'srgb': srgb,
-                                'mean_iou': scores(hist)['mean_iou']})
-    best = max(results, key=lambda r: r['mean_iou'])
-    no_crf = scores(base)['mean_iou']
-    return {'no_crf_mean_iou': no_crf, 'results': results, 'best': best,
-            'gain': best['mean_iou'] - no_crf}

@@ -1,16 +1,12 @@
-"""Image/label preprocessing in the graph: mean subtraction, random scale, padded crop, flip.
+"""Image/label preprocessing in the graph: mean subtraction (nets/inputs.py), random scale,
+padded crop, flip.
 
 Image and label always go through the same geometric transform, so they stay aligned.
 """
 import tensorflow.compat.v1 as tf
 
-from nets.vgg import MEAN_RGB
-from utils.config import IGNORE_LABEL
-
-
-def subtract_mean(image):
-    """uint8/float RGB [.., 3] -> float32 minus MEAN_RGB."""
-    return tf.cast(image, tf.float32) - tf.constant(MEAN_RGB, tf.float32)
+from nets.inputs import subtract_mean
+from utils.data.records import IGNORE_LABEL
 
 
 def random_scale(image, label, min_scale, max_scale, seed=None):

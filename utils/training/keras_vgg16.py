@@ -11,6 +11,8 @@ import h5py
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from utils.errors import DataError
+
 KERAS_TO_SLIM = {'block%d_conv%d' % (b, i): 'vgg_16/conv%d/conv%d_%d' % (b, b, i)
                  for b, n in zip(range(1, 6), (2, 2, 3, 3, 3)) for i in range(1, n + 1)}
 KERAS_TO_SLIM.update({'fc1': 'vgg_16/fc6', 'fc2': 'vgg_16/fc7', 'predictions': 'vgg_16/fc8'})
@@ -61,8 +63,8 @@ def read_keras_vgg16(h5_path):
         layers.update(zip(['fc1', 'fc2', 'predictions'], denses))
     missing = [k for k in KERAS_TO_SLIM if k not in layers and k != 'predictions']
     if missing:
-        raise ValueError('%s is not a Keras VGG16 weights file: no weights for %s'
-                         % (h5_path, ', '.join(missing)))
+        raise DataError('%s is not a Keras VGG16 weights file: no weights for %s'
+                        % (h5_path, ', '.join(missing)))
     return layers
 
 

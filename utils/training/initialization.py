@@ -1,31 +1,14 @@
-"""Initialising a model from a classification checkpoint, and finding training checkpoints.
+"""Initialising a model from a checkpoint: a classification checkpoint, or the run's own.
 
 The official tf-slim `vgg_16.ckpt` and partial checkpoints (e.g. a conv trunk without fc6-fc8)
 both work: every model variable present in the checkpoint with the same shape is restored, the
 rest are initialised fresh and listed. Shape mismatches are errors that name the variable.
 """
-import os
-
 import tensorflow.compat.v1 as tf
 
 from nets.fcn import HEAD_SCOPE
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable or does not fit the model."""
-
-
-def resolve_checkpoint(path):
-    """A checkpoint prefix from a prefix or a directory holding checkpoints."""
-    if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if latest is None:
-            raise CheckpointError('directory %s holds no checkpoint' % path)
-        return latest
-    if not (os.path.exists(path + '.index') or os.path.isfile(path)):
-        raise CheckpointError('checkpoint %s not found (give the prefix, e.g. .../vgg_16.ckpt, '
-                              'whose .index file must exist)' % path)
-    return path
+from utils.errors import CheckpointError
+from utils.rundir import resolve_checkpoint
 
 
 def _excluded(name, exclude_scopes):

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from utils.crf import dense_crf
-from utils.datasets import IMAGE_EXTENSIONS
+from utils.data.layouts import IMAGE_EXTENSIONS
 from utils.fileio import atomic_write_bytes
 from utils.visualization import colorize, make_palette, overlay, write_jpeg
 

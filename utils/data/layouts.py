@@ -8,6 +8,8 @@ import os
 import numpy as np
 from PIL import Image
 
+from utils.errors import ConfigError, DataError
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.tif', '.tiff')
 
 # The config shipped for each layout: its classes and label conventions apply without --config.
@@ -57,8 +59,8 @@ def list_pairs(list_file, root=None):
             if not fields or fields[0].startswith('#'):
                 continue
             if len(fields) != 2:
-                raise ValueError('%s line %d: expected "image label", got %r'
-                                 % (list_file, line_number, line.strip()))
+                raise DataError('%s line %d: expected "image label", got %r'
+                                % (list_file, line_number, line.strip()))
             pairs.append(tuple(os.path.join(root, p.lstrip('/')) for p in fields))
     return pairs
 
@@ -130,8 +132,8 @@ def find_pairs(dataset_format, data_dir=None, split=None, image_dir=None, label_
         return folder_pairs(image_dir, label_dir)
     if dataset_format == 'list':
         return list_pairs(list_file, data_dir)
-    raise ValueError('unknown dataset format %r; choose one of %s'
-                     % (dataset_format, ', '.join(FORMATS)))
+    raise ConfigError('unknown dataset format %r; choose one of %s'
+                      % (dataset_format, ', '.join(FORMATS)))
 
 
 def read_label(path, color_map=()):

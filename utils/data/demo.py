@@ -9,9 +9,10 @@ import os
 import cv2
 import numpy as np
 
+from utils.data.records import IGNORE_LABEL
+
 CLASS_NAMES = ('sky', 'building', 'road', 'car')
 SKY, BUILDING, ROAD, CAR = range(len(CLASS_NAMES))
-VOID = 255
 NOISE_SIGMA = 6.0
 
 
@@ -50,7 +51,7 @@ def make_scene(rng, height, width):
         y0 = rng.randint(horizon, max(height - h, horizon + 1))
         x0 = rng.randint(0, max(width - w, 1))
         body = _jitter(rng, [(200, 30, 30), (30, 60, 200), (230, 200, 40)][rng.randint(3)], 25)
-        cv2.rectangle(label, (x0 - 1, y0 - 1), (x0 + w, y0 + h), VOID, 1)
+        cv2.rectangle(label, (x0 - 1, y0 - 1), (x0 + w, y0 + h), IGNORE_LABEL, 1)
         image[y0:y0 + h, x0:x0 + w] = body
         image[y0 + h - 3:y0 + h, x0 + 1:x0 + w - 1] = (25, 25, 25)
         label[y0:y0 + h, x0:x0 + w] = CAR

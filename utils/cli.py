@@ -1,0 +1,53 @@
+"""What every top-level job shares: comma-list values, and one way to end with an error.
+
+    def main(argv=None):
+        args = parse_args(argv)
+        return run_job(lambda: work(args))
+"""
+import argparse
+import sys
+
+from utils.errors import JobError
+
+
+def split_list(text, separator=','):
+    """'a, b,,c' -> ['a', 'b', 'c']: items stripped, blank ones dropped."""
+    return [item.strip() for item in text.split(separator) if item.strip()]
+
+
+def list_of(item_type, count=None, minimum=None, example='1,2'):
+    """An argparse `type` for comma lists: 'A,B' -> a tuple of `item_type`.
+
+    `count` fixes the number of items and `minimum` bounds each; a bad value is an argparse
+    error that shows the value and an `example`.
+    """
+    def parse(text):
+        try:
+            values = tuple(item_type(item) for item in split_list(text))
+        except ValueError:
+            values = None
+        if (not values or (count is not None and len(values) != count)
+                or (minimum is not None and min(values) < minimum)):
+            what = '%d ' % count if count else ''
+            bound = ', each >= %s' % minimum if minimum is not None else ''
+            raise argparse.ArgumentTypeError('%r is not %scomma-separated %s values%s, e.g. %s'
+                                             % (text, what, item_type.__name__, bound, example))
+        return values
+    return parse
+
+
+def run_job(work, log_error=None):
+    """Runs `work()` and returns the job's exit status.
+
+    A JobError or an OSError (missing file, full disk, ...) ends the job with its one-line
+    message on stderr and status 1; Ctrl-C with 130. `work` returns the status (None: 0).
+    """
+    try:
+        status = work()
+    except (JobError, OSError) as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        return 130
+    return 0 if status is None else status

@@ -1,0 +1,249 @@
+"""TFRecord schema for image/label pairs, and its reader.
+
+Keys follow the classic FCN homework converter. This suite stores the label PNG-encoded and marks
+it with `image/label/format`; records of the homework converter hold the label as raw uint8 bytes
+(height x width) with no format key, and the reader accepts both.
+"""
+import glob
+import itertools
+import os
+import threading
+
+import cv2
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from utils.cli import split_list
+from utils.errors import DataError
+
+KEY_HEIGHT = 'image/height'
+KEY_WIDTH = 'image/width'
+KEY_FILENAME = 'image/filename'
+KEY_ENCODED = 'image/encoded'
+KEY_FORMAT = 'image/format'
+KEY_LABEL = 'image/label'
+KEY_LABEL_FORMAT = 'image/label/format'
+LABEL_FORMAT_PNG = b'png'
+IGNORE_LABEL = 255  # void pixels in every record, training label and score
+
+
+def _bytes(value):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int64(value):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+
+def make_example(encoded_image, image_format, label_png, height, width, filename):
+    """A tf.train.Example for one pair; `label_png` is the PNG-encoded class-index label."""
+    return tf.train.Example(features=tf.train.Features(feature={
+        KEY_HEIGHT: _int64(height),
+        KEY_WIDTH: _int64(width),
+        KEY_FILENAME: _bytes(filename.encode('utf-8')),
+        KEY_ENCODED: _bytes(encoded_image),
+        KEY_FORMAT: _bytes(image_format.encode('utf-8')),
+        KEY_LABEL: _bytes(label_png),
+        KEY_LABEL_FORMAT: _bytes(LABEL_FORMAT_PNG),
+    }))
+
+
+_FEATURES = {
+    KEY_HEIGHT: tf.FixedLenFeature([], tf.int64),
+    KEY_WIDTH: tf.FixedLenFeature([], tf.int64),
+    KEY_FILENAME: tf.FixedLenFeature([], tf.string, default_value=''),
+    KEY_ENCODED: tf.FixedLenFeature([], tf.string),
+    KEY_FORMAT: tf.FixedLenFeature([], tf.string, default_value='png'),
+    KEY_LABEL: tf.FixedLenFeature([], tf.string),
+    KEY_LABEL_FORMAT: tf.FixedLenFeature([], tf.string, default_value=''),
+}
+
+
+class DecodeFailures:
+    """Counts records whose image or label cannot be decoded (thread-safe), with their names."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.names = []
+
+    def add(self, name):
+        with self._lock:
+            self.names.append(name)
+
+    @property
+    def count(self):
+        return len(self.names)
+
+
+class UndecodableRecord(ValueError):
+    """A record whose image or label does not decode, or disagrees with its stored size."""
+
+
+def example_fields(serialized, path='records'):
+    """One serialized Example as Python values: {'height', 'width', 'filename' (str),
+    'image' (encoded bytes), 'label' (bytes), 'label_format' (b'png', or b'' for raw bytes)}.
+
+    Raises DataError naming `path` when the bytes are not an Example of this schema.
+    """
+    try:
+        feature = tf.train.Example.FromString(serialized).features.feature
+    except Exception:  # a protobuf DecodeError: not tf.train.Example records
+        raise DataError('%s does not hold tf.train.Example records; convert the dataset with '
+                        'convert_fcn_dataset.py' % path) from None
+    missing = [k for k in (KEY_HEIGHT, KEY_WIDTH, KEY_ENCODED, KEY_LABEL) if k not in feature]
+    if missing:
+        raise DataError('records of %s lack %s: not a segmentation dataset of this suite; '
+                        'convert it with convert_fcn_dataset.py' % (path, ', '.join(missing)))
+
+    def first(key, kind, default):
+        values = getattr(feature[key], kind).value if key in feature else []
+        return values[0] if values else default
+
+    return {'height': int(first(KEY_HEIGHT, 'int64_list', 0)),
+            'width': int(first(KEY_WIDTH, 'int64_list', 0)),
+            'filename': first(KEY_FILENAME, 'bytes_list', b'').decode('utf-8', 'replace'),
+            'image': first(KEY_ENCODED, 'bytes_list', b''),
+            'label': first(KEY_LABEL, 'bytes_list', b''),
+            'label_format': first(KEY_LABEL_FORMAT, 'bytes_list', b'')}
+
+
+def decode_pair(encoded_image, encoded_label, label_format, height, width):
+    """The one decoder of a record's pair, for training, evaluation and verification.
+
+    Returns (RGB uint8 [h, w, 3], label uint8 [h, w]); raises UndecodableRecord with the reason
+    when the bytes do not decode or disagree with the stored size.
+    """
+    image = cv2.imdecode(np.frombuffer(encoded_image, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UndecodableRecord('image does not decode')
+    if label_format == LABEL_FORMAT_PNG:
+        label = cv2.imdecode(np.frombuffer(encoded_label, np.uint8), cv2.IMREAD_UNCHANGED)
+        if label is None or label.ndim != 2:
+            raise UndecodableRecord('label does not decode as a one-channel PNG')
+    elif len(encoded_label) == height * width:  # homework records: raw uint8 bytes
+        label = np.frombuffer(encoded_label, np.uint8).reshape(height, width)
+    else:
+        raise UndecodableRecord('raw label has %d bytes, expected height x width = %d'
+                                % (len(encoded_label), height * width))
+    if image.shape[:2] != (height, width) or label.shape != (height, width):
+        raise UndecodableRecord('image %dx%d and label %dx%d disagree with the stored size %dx%d'
+                                % (image.shape[0], image.shape[1], label.shape[0],
+                                   label.shape[1], height, width))
+    return image[..., ::-1], label
+
+
+def decode_fields(fields):
+    """decode_pair of example_fields' dict."""
+    return decode_pair(fields['image'], fields['label'], fields['label_format'],
+                       fields['height'], fields['width'])
+
+
+def labels_outside(label, num_classes):
+    """Sorted label values that are neither a class in [0, num_classes) nor IGNORE_LABEL."""
+    values = np.unique(label)
+    return values[(values >= num_classes) & (values != IGNORE_LABEL)].tolist()
+
+
+def parse_example(serialized, failures=None):
+    """Decodes one serialized Example in the graph.
+
+    Returns a dict: 'image' uint8 [h, w, 3] RGB, 'label' uint8 [h, w] class indices,
+    'filename' string scalar, 'ok' bool scalar (False: the record did not decode; image and
+    label are then empty and the record's filename is added to `failures`).
+    """
+    features = tf.parse_single_example(serialized, _FEATURES)
+
+    def _decode(encoded_image, encoded_label, label_format, height, width, filename):
+        try:
+            image, label = decode_pair(encoded_image, encoded_label, label_format, int(height),
+                                       int(width))
+        except UndecodableRecord:
+            if failures is not None:
+                failures.add(filename.decode('utf-8', 'replace'))
+            return np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.uint8), False
+        return np.ascontiguousarray(image), np.ascontiguousarray(label), True
+
+    image, label, ok = tf.numpy_function(
+        _decode, [features[KEY_ENCODED], features[KEY_LABEL], features[KEY_LABEL_FORMAT],
+                  features[KEY_HEIGHT], features[KEY_WIDTH], features[KEY_FILENAME]],
+        [tf.uint8, tf.uint8, tf.bool], stateful=False)
+    image.set_shape([None, None, 3])
+    label.set_shape([None, None])
+    ok.set_shape([])
+    return {'image': image, 'label': label, 'filename': features[KEY_FILENAME], 'ok': ok}
+
+
+def check_records(paths, num_classes, samples=3):
+    """Reads the first records of the first file: raises DataError naming the file when the
+    schema is not this suite's (or the homework's), or labels exceed num_classes."""
+    path = paths[0]
+    try:
+        records = list(itertools.islice(tf.io.tf_record_iterator(path), samples))
+    except tf.errors.OpError as e:
+        raise DataError('TFRecord file %s cannot be read: %s' % (path, e.message)) from None
+    if not records:
+        raise DataError('TFRecord file %s holds no record; convert the dataset again' % path)
+    for record in records:
+        try:
+            _, label = decode_fields(example_fields(record, path))
+        except UndecodableRecord:
+            continue  # one bad record is skipped at training time
+        bad = labels_outside(label, num_classes)
+        if bad:
+            raise DataError('labels in %s have values %s but num_classes is %d; check the config '
+                            'or convert the dataset with the right one'
+                            % (path, bad[:10], num_classes))
+
+
+def verify_records(paths, num_classes):
+    """Reads records back: each must decode, sizes must agree, labels must be classes or void.
+
+    Returns {'records': count, 'errors': [messages], 'class_pixel_counts': [...]}.
+    """
+    count, errors = 0, []
+    class_pixels = np.zeros(num_classes, np.int64)
+    for path in paths:
+        try:
+            for index, record in enumerate(tf.io.tf_record_iterator(path)):
+                count += 1
+                fields = example_fields(record, path)
+                name = '%s record %d (%s)' % (path, index, fields['filename'])
+                try:
+                    _, label = decode_fields(fields)
+                except UndecodableRecord as e:
+                    errors.append('%s: %s' % (name, e))
+                    continue
+                bad = labels_outside(label, num_classes)
+                if bad:
+                    errors.append('%s: label values %s out of range' % (name, bad[:10]))
+                class_pixels += np.bincount(label.ravel(), minlength=256)[:num_classes]
+        except tf.errors.DataLossError as e:
+            errors.append('%s is truncated or corrupt: %s' % (path, e.message))
+    return {'records': count, 'errors': errors, 'class_pixel_counts': class_pixels.tolist()}
+
+
+def resolve_record_paths(spec):
+    """Expands a comma-separated list of files or glob patterns; errors name what is missing.
+
+    A path written as a single file by a sharded conversion (`PATH-00000-of-0000N`) is found too.
+    """
+    if not spec:
+        raise FileNotFoundError('no TFRecord path given')
+    paths = []
+    for part in split_list(spec):
+        matches = sorted(glob.glob(part))
+        if not matches and not os.path.exists(part):
+            matches = sorted(glob.glob(part + '-?????-of-?????'))
+        if not matches:
+            raise FileNotFoundError('TFRecord file %s does not exist; run convert_fcn_dataset.py '
+                                    'first or fix the path' % part)
+        paths.extend(matches)
+    for path in paths:
+        if os.path.getsize(path) == 0:
+            raise DataError('TFRecord file %s is empty; convert the dataset again' % path)
+    return paths
+
+
+def count_records(paths):
+    """Number of records in the given TFRecord files (reads them through)."""
+    return sum(sum(1 for _ in tf.io.tf_record_iterator(p)) for p in paths)

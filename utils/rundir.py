@@ -1,0 +1,130 @@
+"""The run directory: what a training run keeps where, and how every later job finds it.
+
+    OUTPUT_DIR/config.yaml                 the resolved config of the run (utils/config.py)
+    OUTPUT_DIR/train/model.ckpt-STEP.*     checkpoints; a rerun resumes from the newest usable
+    OUTPUT_DIR/train/history.jsonl         {'step', 'loss', 'learning_rate', 'images_per_s',
+                                           'rss_mb'} per logged step
+    OUTPUT_DIR/best/model.ckpt-STEP.*      the checkpoint with the best validation mIoU
+    OUTPUT_DIR/eval/best.json              {'mean_iou', 'step', 'checkpoint'} of that checkpoint
+    OUTPUT_DIR/eval/metrics.jsonl          one line of scores per validation
+    OUTPUT_DIR/eval/val_STEP[_K]_KIND.jpg  validation pictures per sample (utils/visualization.py)
+    OUTPUT_DIR/progress.png                training loss and validation mIoU over steps
+    TensorBoard event files in train/ (loss, learning rate, images/s) and eval/ (validation mIoU,
+    per-class IoU, sample pictures).
+
+Training writes it (utils/training/); evaluate.py, predict.py and export_model.py read it with
+`load_run`.
+"""
+import glob
+import json
+import os
+import re
+
+import tensorflow.compat.v1 as tf
+
+from nets import SHAPE_ARGS
+from utils.config import load_yaml, resolve_config
+from utils.errors import CheckpointError, ConfigError
+
+CONFIG_FILENAME = 'config.yaml'
+TRAIN_SUBDIR = 'train'
+EVAL_SUBDIR = 'eval'
+BEST_SUBDIR = 'best'
+CHECKPOINT_BASENAME = 'model.ckpt'
+HISTORY_FILENAME = 'history.jsonl'
+METRICS_FILENAME = 'metrics.jsonl'
+BEST_FILENAME = 'best.json'
+PLOT_FILENAME = 'progress.png'
+# Config keys that change the network's variables: a run cannot resume under other values.
+VARIABLE_KEYS = ('model', 'num_classes') + SHAPE_ARGS
+
+
+class RunDir:
+    """Paths of one run directory (nothing is created until `make`)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.config_path = os.path.join(path, CONFIG_FILENAME)
+        self.train_dir = os.path.join(path, TRAIN_SUBDIR)
+        self.eval_dir = os.path.join(path, EVAL_SUBDIR)
+        self.best_dir = os.path.join(path, BEST_SUBDIR)
+        self.checkpoint_prefix = os.path.join(self.train_dir, CHECKPOINT_BASENAME)
+        self.best_prefix = os.path.join(self.best_dir, CHECKPOINT_BASENAME)
+        self.history_path = os.path.join(self.train_dir, HISTORY_FILENAME)
+        self.metrics_path = os.path.join(self.eval_dir, METRICS_FILENAME)
+        self.best_path = os.path.join(self.eval_dir, BEST_FILENAME)
+        self.plot_path = os.path.join(path, PLOT_FILENAME)
+
+    def make(self):
+        for directory in (self.train_dir, self.eval_dir, self.best_dir):
+            os.makedirs(directory, exist_ok=True)
+
+    def check_resumable(self, config):
+        """Refuses a config whose network differs from the one of the run already here."""
+        if not os.path.isfile(self.config_path):
+            return
+        saved = load_yaml(self.config_path)
+        changed = ['%s: %r there, %r now' % (k, saved.get(k), getattr(config, k))
+                   for k in VARIABLE_KEYS if k in saved and saved[k] != getattr(config, k)]
+        if changed:
+            raise ConfigError('output dir %s holds a run of a different network (%s); use another '
+                              '--output_dir' % (self.path, '; '.join(changed)))
+
+    def checkpoint_candidates(self):
+        """Checkpoint prefixes of the run, newest step first: those whose index file is on
+        disk, whatever the state file says (it may be stale or torn after a kill)."""
+        prefixes = [p[:-len('.index')] for p in
+                    glob.glob(glob.escape(self.checkpoint_prefix) + '-*.index')]
+        prefixes = [p for p in prefixes if re.search(r'-(\d+)$', p)]
+        return sorted(prefixes, key=lambda p: int(p.rsplit('-', 1)[1]), reverse=True)
+
+    def latest_checkpoint(self):
+        """The newest checkpoint the state file names, or None."""
+        if not os.path.isdir(self.train_dir):
+            return None
+        return tf.train.latest_checkpoint(self.train_dir)
+
+    def read_best(self):
+        """best.json's {'mean_iou', 'step', 'checkpoint'}, or None before any validation."""
+        if not os.path.exists(self.best_path):
+            return None
+        with open(self.best_path) as f:
+            return json.load(f)
+
+
+def validation_prefix(step, index, num_images):
+    """File-name prefix of a validation sample's pictures: 'val_STEP' for a single sample,
+    'val_STEP_K' when a validation draws several."""
+    return 'val_%d' % step if num_images == 1 else 'val_%d_%d' % (step, index)
+
+
+def resolve_checkpoint(path):
+    """A checkpoint prefix from a prefix or a directory holding checkpoints."""
+    if os.path.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError('directory %s holds no checkpoint' % path)
+        return latest
+    if not (os.path.exists(path + '.index') or os.path.isfile(path)):
+        raise CheckpointError('checkpoint %s not found (give the prefix, e.g. .../vgg_16.ckpt, '
+                              'whose .index file must exist)' % path)
+    return path
+
+
+def load_run(run_dir, checkpoint=None):
+    """(Config, checkpoint prefix) of a run directory.
+
+    `checkpoint` (a prefix or directory) overrides the run's latest checkpoint.
+    """
+    run = RunDir(run_dir)
+    if not os.path.isfile(run.config_path):
+        raise ConfigError('%s has no %s: --run_dir must be the --output_dir of a training run'
+                          % (run_dir, CONFIG_FILENAME))
+    config = resolve_config(run.config_path)
+    if checkpoint:
+        return config, resolve_checkpoint(checkpoint)
+    latest = run.latest_checkpoint()
+    if latest is None:
+        raise CheckpointError('run %s holds no checkpoint in %s yet; train first or give '
+                              '--checkpoint' % (run_dir, run.train_dir))
+    return config, latest

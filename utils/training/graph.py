@@ -1,0 +1,106 @@
+"""The training graph: input batches -> network -> loss -> optimiser steps, optionally
+replicated by a tf.distribute strategy."""
+import contextlib
+import json
+
+import tensorflow.compat.v1 as tf
+
+from nets import build_network
+from utils.data.pipeline import train_dataset
+from utils.errors import ConfigError
+from utils.training.losses import softmax_cross_entropy_ignore
+from utils.training.optimization import (build_optimizer, build_train_op, in_scopes,
+                                         learning_rate)
+
+
+def class_weights(config):
+    """The configured class weights, or those of a converter report (median frequency)."""
+    if not config.class_weights_report:
+        return config.class_weights
+    try:
+        with open(config.class_weights_report) as f:
+            weights = json.load(f)['median_frequency_weights']
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError('cannot read median_frequency_weights from class_weights_report %s '
+                          '(%s); give a .report.json written by convert_fcn_dataset.py'
+                          % (config.class_weights_report, e)) from None
+    if len(weights) != config.num_classes:
+        raise ConfigError('class_weights_report %s has %d weights for %d classes'
+                          % (config.class_weights_report, len(weights), config.num_classes))
+    return tuple(weights)
+
+
+def trainable_variable_lists(config):
+    """{'all': the variables that train, 'stage1': those of stage one (two-stage runs)}."""
+    trainable = in_scopes(tf.trainable_variables(), config.trainable_scopes)
+    if not trainable:
+        raise ConfigError('trainable_scopes %s match no variable' % (config.trainable_scopes,))
+    var_lists = {'all': trainable}
+    if config.stage1_steps:
+        var_lists['stage1'] = in_scopes(trainable, config.stage1_trainable_scopes)
+        if not var_lists['stage1']:
+            raise ConfigError('stage1_trainable_scopes %s match no trainable variable'
+                              % (config.stage1_trainable_scopes,))
+    return var_lists
+
+
+def make_step_fn(config, weights, optimizer, global_step):
+    """One replica's step on a batch: {train op name: (loss after the update, step after it)}."""
+    def step_fn(batch):
+        images, labels = batch
+        logits, _ = build_network(images, config.num_classes, True,
+                                  dropout_keep_prob=config.dropout_keep_prob,
+                                  **config.network_args())
+        loss = softmax_cross_entropy_ignore(logits, labels, config.num_classes, weights,
+                                            config.loss_normalization,
+                                            config.hard_pixel_fraction)
+        total_loss = loss + tf.losses.get_regularization_loss()
+        outputs = {}
+        for name, variables in trainable_variable_lists(config).items():
+            op = build_train_op(optimizer, total_loss, global_step, variables, config)
+            with tf.control_dependencies([op]):
+                outputs[name] = (tf.identity(loss), global_step.read_value())
+        return outputs
+    return step_fn
+
+
+def build_training_graph(config, log, failures=None, strategy=None, dataset=None):
+    """Builds data, model, loss and train ops in the default graph; returns the tensors.
+
+    Returns {'learning_rate', 'global_step', 'weights_finite' (all trainable weights finite),
+    'input_init' (ops to run once), 'loss' and 'next_step' ({train op name: tensor}, running
+    that op's step)}. With a `strategy`, the model is replicated and each replica takes its
+    share of the batch; 'loss' is then the mean over replicas. `dataset` (of (images, labels)
+    batches) replaces the TFRecord pipeline, e.g. for benchmarks.
+    """
+    # 1. Data: endless augmented batches (the global batch).
+    if dataset is None:
+        dataset = train_dataset(config.dataset_train, config.crop_size, config.batch_size,
+                                config.min_scale, config.max_scale, config.random_flip,
+                                config.photometric_jitter, config.shuffle_buffer,
+                                config.deterministic, failures)
+    weights = class_weights(config)
+    if weights:
+        log('Class weights: %s' % ', '.join('%.3f' % w for w in weights))
+    # 2. Step variables (global step, optimizer state) live under the strategy, if any.
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        global_step = tf.train.get_or_create_global_step()
+        lr = learning_rate(config, global_step)
+        step_fn = make_step_fn(config, weights, build_optimizer(config, lr), global_step)
+        # 3. Model, loss and one train op per stage, on each replica.
+        input_init = []
+        if strategy is None:
+            per_op = step_fn(tf.data.make_one_shot_iterator(dataset).get_next())
+        else:
+            iterator = strategy.make_dataset_iterator(dataset)
+            input_init = [iterator.initializer]
+            replicated = strategy.experimental_run(step_fn, iterator)
+            per_op = {name: (strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
+                             strategy.experimental_local_results(step)[0])
+                      for name, (loss, step) in replicated.items()}
+    trainable = trainable_variable_lists(config)['all']
+    finite = tf.reduce_all([tf.reduce_all(tf.is_finite(v)) for v in trainable])
+    return {'learning_rate': lr, 'global_step': global_step, 'weights_finite': finite,
+            'input_init': input_init,
+            'loss': {name: loss for name, (loss, _) in per_op.items()},
+            'next_step': {name: step for name, (_, step) in per_op.items()}}

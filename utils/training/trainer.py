@@ -1,0 +1,147 @@
+"""The training job. `train(config)` reads top to bottom in the order the work happens:
+prepare the run directory, build the graph, open the session, restore or initialise, loop
+(step, log, maybe save, maybe validate), final save and validation, summary.
+
+    summary = train(resolve_config('configs/camvid_fcn8s.yaml', {'output_dir': 'runs/camvid'}))
+
+What goes where in the run directory: utils/rundir.py.
+"""
+
+import tensorflow
+import tensorflow.compat.v1 as tf
+
+from utils.config import save_config
+from utils.data.pipeline import check_dataset
+from utils.data.records import DecodeFailures
+from utils.errors import CheckpointError, ConfigError, TrainingError
+from utils.evaluation.scoring import build_eval_graph
+from utils.rundir import RunDir
+from utils.runtime import session_config
+from utils.training.distribution import is_chief, make_strategy, session_target
+from utils.training.graph import build_training_graph
+from utils.training.initialization import make_init_fn
+from utils.training.loop import TrainingLoop
+from utils.training.optimization import session_rewrites
+
+
+def prepare_run(config, log):
+    """Checks the config's inputs and the run directory; the chief makes it and saves the
+    config there. Returns the RunDir."""
+    if not config.output_dir:
+        raise ConfigError('output_dir is required')
+    if not config.dataset_train:
+        raise ConfigError('dataset_train is required')
+    run = RunDir(config.output_dir)
+    run.check_resumable(config)
+    check_dataset(config.dataset_train, config.num_classes)
+    if config.dataset_val:
+        check_dataset(config.dataset_val, config.num_classes)
+    if is_chief(config):
+        run.make()
+        log('Config saved to %s' % save_config(config, run.config_path))
+    return run
+
+
+def build_graph(config, run, log):
+    """Training and validation graph, savers and the pretrained init in a new graph.
+
+    Returns (graph, strategy, tensors of build_training_graph plus 'eval' (or None), 'saver',
+    'best_saver', 'failures', 'init_fn' (None when the run resumes or has no
+    checkpoint_path), 'candidates' (the run's checkpoints, newest first)).
+    """
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(config.seed)
+        if config.deterministic:  # process-wide: deterministic kernels from here on
+            tensorflow.config.experimental.enable_op_determinism()
+        failures = DecodeFailures()
+        strategy = make_strategy(config)
+        if strategy is not None:
+            log('Training on %d replicas (%s), %d images each per step'
+                % (strategy.num_replicas_in_sync, ', '.join(strategy.extended.worker_devices),
+                   config.batch_size // strategy.num_replicas_in_sync))
+        tensors = build_training_graph(config, log, failures, strategy)
+        # Validation shares the weights; only the chief validates.
+        tensors['eval'] = (build_eval_graph(config, config.dataset_val, config.num_eval_images,
+                                            failures=failures)
+                           if config.dataset_val and is_chief(config) else None)
+        tensors['saver'] = tf.train.Saver(max_to_keep=config.keep_checkpoints)
+        tensors['best_saver'] = tf.train.Saver(max_to_keep=1)
+        tensors['failures'] = failures
+        # A run resumes from its own newest usable checkpoint (optimizer state it lacks, e.g.
+        # after changing the optimizer, starts fresh), else starts from the pretrained one.
+        tensors['candidates'] = run.checkpoint_candidates()
+        tensors['required'] = ([v.op.name for v in tf.model_variables()]
+                               + [tensors['global_step'].op.name])
+        tensors['init_fn'] = None
+        if not tensors['candidates'] and config.checkpoint_path:
+            tensors['init_fn'] = make_init_fn(config.checkpoint_path, tf.model_variables(),
+                                              config.checkpoint_exclude_scopes, log)
+    return graph, strategy, tensors
+
+
+def restore_or_initialise(session, graph, tensors, run, log):
+    """Restores the newest loadable checkpoint of the run, else initialises (pretrained
+    weights where given). Returns the checkpoint resumed from, or None."""
+    candidates = tensors['candidates']
+    for candidate in candidates:
+        try:
+            session.run(tf.global_variables_initializer())  # also undoes a failed restore
+            with graph.as_default():
+                make_init_fn(candidate, tf.global_variables(), (), lambda *_: None,
+                             tensors['required'])(session)
+        except (CheckpointError, tf.errors.OpError) as e:
+            log('Checkpoint %s is unusable (%s); trying an older one'
+                % (candidate, str(e).split('\n')[0]))
+            continue
+        tensors['saver'].recover_last_checkpoints(list(reversed(candidates)))
+        log('Resumed from %s at step %d' % (candidate, session.run(tensors['global_step'])))
+        return candidate
+    if candidates:
+        raise TrainingError('none of the %d checkpoints in %s can be restored; move them '
+                            'away to start again' % (len(candidates), run.train_dir))
+    session.run(tf.global_variables_initializer())
+    if tensors['init_fn']:
+        tensors['init_fn'](session)
+    else:
+        log('No checkpoint_path: training from randomly initialised weights')
+    return None
+
+
+def train(config, log=print, should_stop=lambda: False):
+    """Trains config.model on config.dataset_train; returns a summary dict of the run:
+    'step', 'checkpoint' (the last saved), 'eval_dir', 'validation' (the last scores),
+    'stopped', 'best' ({'mean_iou', 'step', 'checkpoint'} or None).
+
+    `should_stop()` is polled after every step (train.py sets it on SIGINT/SIGTERM): the run
+    then saves a checkpoint and returns with summary['stopped'] True.
+    """
+    # 1. Prepare the run directory.
+    run = prepare_run(config, log)
+    # 2. Build the graph: data, model, loss, train ops, validation, savers.
+    graph, strategy, tensors = build_graph(config, run, log)
+    # 3. Open the session (with several workers, through this worker's server).
+    target, proto = session_target(
+        config, strategy, session_rewrites(session_config(config.devices), config.precision))
+    with tf.Session(target, graph=graph, config=proto) as session:
+        # 4. Restore the run's newest usable checkpoint, or initialise.
+        resumed = restore_or_initialise(session, graph, tensors, run, log)
+        session.run(tensors['input_init'])
+        loop = TrainingLoop(config, run, session, tensors, is_chief(config), log, resumed)
+        # 5. Loop: step, log, maybe save, maybe validate; a second Ctrl-C saves, then stops.
+        try:
+            while loop.step < config.max_steps and not loop.stopped:
+                loop.train_step()
+                loop.maybe_log()
+                loop.maybe_save()
+                loop.maybe_validate()
+                loop.stopped = should_stop()
+        except KeyboardInterrupt:
+            log('Interrupted at step %d: saving before exit' % loop.step)
+            loop.save()
+            raise
+        # 6. Final save, and validation unless stopped early.
+        if loop.stopped:
+            log('Stop requested at step %d' % loop.step)
+        loop.finish()
+    return loop.summary()
