@@ -142,6 +142,13 @@ class Config:
 
     def validate(self):
         """Raises ConfigError for values no run can use."""
+        self._validate_numbers()
+        self._validate_network()
+        self._validate_choices()
+        self._validate_labels()
+        return self
+
+    def _validate_numbers(self):
         positive = ['num_classes', 'batch_size', 'max_steps', 'fc_depth', 'save_every',
                     'eval_every', 'log_every', 'keep_checkpoints', 'shuffle_buffer']
         for name in positive:
@@ -150,6 +157,22 @@ class Config:
         if len(self.crop_size) != 2 or min(self.crop_size) < 32:
             raise ConfigError('crop_size must be HEIGHT,WIDTH with both >= 32 (the network '
                               'stride), got %r' % (self.crop_size,))
+        if not 0 < self.min_scale <= self.max_scale:
+            raise ConfigError('need 0 < min_scale <= max_scale, got %r, %r'
+                              % (self.min_scale, self.max_scale))
+        if not 0 < self.dropout_keep_prob <= 1:
+            raise ConfigError('dropout_keep_prob must be in (0, 1], got %r'
+                              % self.dropout_keep_prob)
+        if self.learning_rate <= 0:
+            raise ConfigError('learning_rate must be positive, got %r' % self.learning_rate)
+        if not 0 < self.hard_pixel_fraction <= 1:
+            raise ConfigError('hard_pixel_fraction must be in (0, 1], got %r'
+                              % self.hard_pixel_fraction)
+        for name in ('warmup_steps', 'stage1_steps', 'save_every_seconds', 'num_eval_images'):
+            if getattr(self, name) < 0:
+                raise ConfigError('%s must be >= 0, got %r' % (name, getattr(self, name)))
+
+    def _validate_network(self):
         if self.model not in MODELS:
             raise ConfigError('model must be one of %s, got %r' % (', '.join(MODELS), self.model))
         if self.model.startswith('mobilenet_v1') and self.final_endpoint not in ENDPOINTS:
@@ -161,14 +184,8 @@ class Config:
                               % (ENDPOINTS[-1], self.final_endpoint))
         if self.depth_multiplier <= 0:
             raise ConfigError('depth_multiplier must be positive, got %r' % self.depth_multiplier)
-        if not 0 < self.min_scale <= self.max_scale:
-            raise ConfigError('need 0 < min_scale <= max_scale, got %r, %r'
-                              % (self.min_scale, self.max_scale))
-        if not 0 < self.dropout_keep_prob <= 1:
-            raise ConfigError('dropout_keep_prob must be in (0, 1], got %r'
-                              % self.dropout_keep_prob)
-        if self.learning_rate <= 0:
-            raise ConfigError('learning_rate must be positive, got %r' % self.learning_rate)
+
+    def _validate_choices(self):
         choices = {'optimizer': ('adam', 'momentum', 'rmsprop'),
                    'lr_schedule': ('fixed', 'step', 'poly'),
                    'loss_normalization': ('mean', 'sum'),
@@ -178,15 +195,23 @@ class Config:
             if getattr(self, name) not in allowed:
                 raise ConfigError('%s must be one of %s, got %r'
                                   % (name, ', '.join(allowed), getattr(self, name)))
-        if not 0 < self.hard_pixel_fraction <= 1:
-            raise ConfigError('hard_pixel_fraction must be in (0, 1], got %r'
-                              % self.hard_pixel_fraction)
-        for name in ('warmup_steps', 'stage1_steps', 'save_every_seconds'):
-            if getattr(self, name) < 0:
-                raise ConfigError('%s must be >= 0, got %r' % (name, getattr(self, name)))
-        if self.num_eval_images < 0:
-            raise ConfigError('num_eval_images must be >= 0 (0 = all), got %r'
-                              % self.num_eval_images)
+
+    def _validate_labels(self):
+        for name in ('void_label', 'label_map_default'):
+            if not 0 <= getattr(self, name) <= 255:
+                raise ConfigError('%s must be in 0..255 (labels are stored as 8-bit), got %r'
+                                  % (name, getattr(self, name)))
+        for source, target in self.label_map.items():
+            if not (0 <= source <= 255 and (0 <= target < self.num_classes
+                                             or target == IGNORE_LABEL)):
+                raise ConfigError('label_map %d:%d must map an on-disk id 0..255 to a class '
+                                  '0..%d or %d (void)' % (source, target, self.num_classes - 1,
+                                                          IGNORE_LABEL))
+        for name in ('class_colors', 'color_map'):
+            for entry in getattr(self, name):
+                if entry and not all(0 <= v <= 255 for v in entry[:3]):
+                    raise ConfigError('%s entries need R,G,B values in 0..255, got %r'
+                                      % (name, list(entry)))
         for entry in self.color_map:
             if len(entry) != 4:
                 raise ConfigError('color_map entries must be [r, g, b, train_id], got %r'
@@ -200,7 +225,6 @@ class Config:
         if self.class_weights and len(self.class_weights) != self.num_classes:
             raise ConfigError('class_weights has %d entries but num_classes is %d'
                               % (len(self.class_weights), self.num_classes))
-        return self
 
     def network_args(self):
         """Keyword arguments of nets.build_network that define the network (not training)."""
@@ -274,6 +298,11 @@ def _coerce(name, value, hint, from_string):
                 return hint(value.strip())
             except ValueError:
                 raise ConfigError('%s must be %s, got %r' % (name, hint.__name__, value)) from None
+        if hint is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError('%s must be %s, got %r' % (name, hint.__name__, value))
         if hint is int and not float(value).is_integer():

@@ -22,5 +22,9 @@ class DataError(JobError, ValueError):
     class count; a dataset whose pairs are all unusable; a malformed list file."""
 
 
+class OutputError(JobError, OSError):
+    """A file or folder cannot be written (full disk, read-only, a file in the way)."""
+
+
 class TrainingError(JobError, RuntimeError):
     """The run cannot go on (non-finite loss, unwritable checkpoint, ...)."""

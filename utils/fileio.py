@@ -1,7 +1,8 @@
 """Atomic file writes: a file is either complete under its final name or absent.
 
 Everything the suite writes (TFRecords, reports, configs, JPEGs) goes through here, so an
-interrupted run never leaves a valid-looking partial file behind.
+interrupted run never leaves a valid-looking partial file behind, a failed write leaves no
+temporary and names the path, and files get the permissions the umask allows (as open() would).
 """
 import contextlib
 import glob
@@ -9,21 +10,42 @@ import os
 import shutil
 import tempfile
 
+from utils.errors import OutputError
+
+
+def current_umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def output_error(path, error):
+    """OutputError naming `path` for an OSError raised while writing it."""
+    reason = error.strerror or str(error)
+    return OutputError('cannot write %s (%s); free some space, fix its permissions or choose '
+                       'another output location' % (path, reason))
+
 
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary path beside `path`; renames it onto `path` only if the block succeeds."""
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
-                                    dir=directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp_path = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.',
+                                        suffix='.tmp', dir=directory)
+    except OSError as e:
+        raise output_error(path, e) from None
     os.close(fd)
     try:
+        os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp's 0600 would ignore the umask
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.remove(tmp_path)
+        if isinstance(e, OSError) and not isinstance(e, OutputError):
+            raise output_error(path, e) from None
         raise
 
 

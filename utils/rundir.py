@@ -15,16 +15,21 @@
 Training writes it (utils/training/); evaluate.py, predict.py and export_model.py read it with
 `load_run`.
 """
+import contextlib
+import datetime
+import fcntl
 import glob
 import json
 import os
 import re
+import socket
 
 import tensorflow.compat.v1 as tf
 
 from nets import SHAPE_ARGS
 from utils.config import load_yaml, resolve_config
 from utils.errors import CheckpointError, ConfigError
+from utils.fileio import output_error
 
 CONFIG_FILENAME = 'config.yaml'
 TRAIN_SUBDIR = 'train'
@@ -35,6 +40,9 @@ HISTORY_FILENAME = 'history.jsonl'
 METRICS_FILENAME = 'metrics.jsonl'
 BEST_FILENAME = 'best.json'
 PLOT_FILENAME = 'progress.png'
+LOCK_FILENAME = '.lock'  # held by the training job writing the run (see RunDir.lock)
+# What a checkpoint save killed half-way leaves: TF's temporaries, never a checkpoint.
+CHECKPOINT_TEMPORARY_PATTERN = '*tempstate*'
 # Config keys that change the network's variables: a run cannot resume under other values.
 VARIABLE_KEYS = ('model', 'num_classes') + SHAPE_ARGS
 
@@ -56,8 +64,69 @@ class RunDir:
         self.plot_path = os.path.join(path, PLOT_FILENAME)
 
     def make(self):
-        for directory in (self.train_dir, self.eval_dir, self.best_dir):
-            os.makedirs(directory, exist_ok=True)
+        try:
+            for directory in (self.train_dir, self.eval_dir, self.best_dir):
+                os.makedirs(directory, exist_ok=True)
+        except OSError as e:
+            raise output_error(self.path, e) from None
+
+    @contextlib.contextmanager
+    def lock(self, log=print):
+        """Holds the run directory for one training job.
+
+        The lock is an flock on OUTPUT_DIR/.lock, which the kernel releases when the holder
+        exits however it exits; the file names the holder (pid, host, start). A second job
+        stops at once with that name; a name left by a job that died is taken over, with a
+        message.
+        """
+        path = os.path.join(self.path, LOCK_FILENAME)
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise output_error(path, e) from None
+        with os.fdopen(fd, 'r+') as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise ConfigError('output dir %s is in use by another training job (%s); wait '
+                                  'for it to end or choose another --output_dir'
+                                  % (self.path, f.read().strip() or 'unknown')) from None
+            previous = f.read().strip()
+            if previous:
+                log('Taking over the lock of %s left by a job that did not end cleanly (%s)'
+                    % (self.path, previous))
+            f.seek(0)
+            f.truncate()
+            f.write('pid %d on %s since %s' % (os.getpid(), socket.gethostname(),
+                                                datetime.datetime.now().isoformat(' ', 'seconds')))
+            f.flush()
+            try:
+                yield
+            finally:
+                f.seek(0)
+                f.truncate()  # an empty lock file: released cleanly
+
+    def remove_other_checkpoints(self, directory, keep):
+        """Removes the checkpoints in `directory` other than the prefix `keep` (e.g. the best
+        checkpoint that a resumed run's new best replaces)."""
+        for path in glob.glob(os.path.join(glob.escape(directory), CHECKPOINT_BASENAME + '-*')):
+            if not path.startswith(keep + '.'):
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+
+    def remove_checkpoint_temporaries(self):
+        """Removes what killed checkpoint saves left in train/ and best/; returns (count,
+        bytes)."""
+        stale = [p for directory in (self.train_dir, self.best_dir)
+                 for p in glob.glob(os.path.join(glob.escape(directory),
+                                                 CHECKPOINT_TEMPORARY_PATTERN))]
+        size = 0
+        for path in stale:
+            with contextlib.suppress(OSError):
+                size += os.path.getsize(path)
+                os.remove(path)
+        return len(stale), size
 
     def check_resumable(self, config):
         """Refuses a config whose network differs from the one of the run already here."""

@@ -10,15 +10,18 @@ import tensorflow.compat.v1 as tf
 
 from utils.data.conversion import REPORT_SUFFIX
 from utils.data.preprocessing import preprocess_for_train
-from utils.data.records import check_records, parse_example, resolve_record_paths
-from utils.errors import ConfigError
+from utils.data.records import (check_records, parse_example, resolve_record_paths,
+                                scan_records)
+from utils.errors import ConfigError, DataError
 
 AUTOTUNE = tf.data.experimental.AUTOTUNE
 
 
-def check_dataset(record_spec, num_classes):
+def check_dataset(record_spec, num_classes, log=print):
     """Fails early, naming the file, on records that are missing, empty, of another schema or
-    of another number of classes (from the converter's report, and the first records)."""
+    of another number of classes (from the converter's report, and the first records), and
+    reads every file through: a damaged file (truncated, corrupt) is logged, and the pipelines
+    read its records up to the damage and skip the rest. Returns scan_records' list."""
     paths = resolve_record_paths(record_spec)
     for path in paths:
         report = re.sub(r'-\d{5}-of-\d{5}$', '', path) + REPORT_SUFFIX
@@ -29,27 +32,48 @@ def check_dataset(record_spec, num_classes):
                 raise ConfigError('%s was converted for %d classes but num_classes is %d; use '
                                   'the matching config' % (path, written_for, num_classes))
     check_records(paths, num_classes)
+    files = scan_records(paths)
+    for damaged in [f for f in files if f.damage]:
+        log('%s is damaged after record %d (%s): its first %d records are used, the rest is '
+            'skipped; convert it again to use all' % (damaged.path, damaged.count,
+                                                      damaged.damage, damaged.count))
+    if not sum(f.count for f in files):
+        raise DataError('no readable record in %s; convert the dataset again' % record_spec)
+    return files
+
+
+def read_records(paths, training=False):
+    """(serialized record, its file's path) of every readable record of `paths`; a file's
+    damaged remainder (truncated or corrupt) ends that file instead of failing the reading.
+    `training`: files shuffled, repeated without end and read 4 at a time; else one pass in
+    order."""
+    files = tf.data.Dataset.from_tensor_slices(paths)
+
+    def read(path):
+        return tf.data.TFRecordDataset(path).ignore_errors().map(lambda s: (s, path))
+
+    if not training:
+        return files.flat_map(read)
+    files = files.shuffle(len(paths)).repeat()
+    return files.interleave(read, cycle_length=min(len(paths), 4), num_parallel_calls=AUTOTUNE)
 
 
 def train_dataset(record_spec, crop_size, batch_size, min_scale=1.0, max_scale=1.0,
                   flip=True, jitter=False, shuffle_buffer=256, deterministic=False,
-                  failures=None):
+                  failures=None, num_classes=None):
     """Endless shuffled batches: images float32 [batch, ch, cw, 3] (mean-subtracted),
     labels int32 [batch, ch, cw] (IGNORE_LABEL where void or padded).
 
     `deterministic` decodes on one thread so that the random augmentations come in a fixed
     order (with a graph-level seed, two runs then see the same batches). Records that do not
-    decode are skipped and named in `failures` (a utils.data.records.DecodeFailures).
+    decode are skipped and named in `failures` (a utils.data.records.DecodeFailures); with
+    `num_classes`, a label beyond the classes stops the reading (records.data_error_from).
     """
-    paths = resolve_record_paths(record_spec)
-    dataset = tf.data.Dataset.from_tensor_slices(paths)
-    dataset = dataset.shuffle(len(paths)).repeat()
-    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(paths), 4),
-                                 num_parallel_calls=AUTOTUNE)
+    dataset = read_records(resolve_record_paths(record_spec), training=True)
     dataset = dataset.shuffle(shuffle_buffer)
-
     parallel = 1 if deterministic else AUTOTUNE
-    dataset = dataset.map(lambda s: parse_example(s, failures), num_parallel_calls=parallel)
+    dataset = dataset.map(lambda s, path: parse_example(s, failures, num_classes, path),
+                          num_parallel_calls=parallel)
     dataset = dataset.filter(lambda example: example['ok'])
     dataset = dataset.map(lambda example: preprocess_for_train(
         example['image'], example['label'], crop_size, min_scale, max_scale, flip, jitter),
@@ -58,18 +82,18 @@ def train_dataset(record_spec, crop_size, batch_size, min_scale=1.0, max_scale=1
     return dataset.prefetch(AUTOTUNE)
 
 
-def eval_dataset(record_spec, num_images=0, failures=None):
+def eval_dataset(record_spec, num_images=0, failures=None, num_classes=None):
     """One pass, one full-size image at a time (sizes may differ between images).
 
     Yields dicts: 'image' uint8 [1, h, w, 3], 'label' int32 [1, h, w], 'filename' string [1].
-    `num_images` > 0 stops after that many records; records that do not decode are skipped.
+    `num_images` > 0 stops after that many records; records that do not decode are skipped,
+    as is a file's damaged remainder; labels beyond `num_classes` stop the reading.
     """
-    paths = resolve_record_paths(record_spec)
-    dataset = tf.data.TFRecordDataset(paths)
+    dataset = read_records(resolve_record_paths(record_spec))
     if num_images:
         dataset = dataset.take(num_images)
-
-    dataset = dataset.map(lambda s: parse_example(s, failures), num_parallel_calls=AUTOTUNE)
+    dataset = dataset.map(lambda s, path: parse_example(s, failures, num_classes, path),
+                          num_parallel_calls=AUTOTUNE)
     dataset = dataset.filter(lambda example: example['ok'])
     dataset = dataset.map(lambda example: {'image': example['image'],
                                            'label': tf.cast(example['label'], tf.int32),

@@ -4,9 +4,11 @@ Keys follow the classic FCN homework converter. This suite stores the label PNG-
 it with `image/label/format`; records of the homework converter hold the label as raw uint8 bytes
 (height x width) with no format key, and the reader accepts both.
 """
+import collections
 import glob
 import itertools
 import os
+import re
 import threading
 
 import cv2
@@ -144,28 +146,38 @@ def labels_outside(label, num_classes):
     return values[(values >= num_classes) & (values != IGNORE_LABEL)].tolist()
 
 
-def parse_example(serialized, failures=None):
+def parse_example(serialized, failures=None, num_classes=None, path=''):
     """Decodes one serialized Example in the graph.
 
     Returns a dict: 'image' uint8 [h, w, 3] RGB, 'label' uint8 [h, w] class indices,
     'filename' string scalar, 'ok' bool scalar (False: the record did not decode; image and
-    label are then empty and the record's filename is added to `failures`).
+    label are then empty and the record's filename is added to `failures`). With
+    `num_classes`, a label value that is neither a class nor IGNORE_LABEL stops the reading
+    with LabelsOutOfRange naming the record file `path` (a string tensor) and the image.
     """
     features = tf.parse_single_example(serialized, _FEATURES)
 
-    def _decode(encoded_image, encoded_label, label_format, height, width, filename):
+    def _decode(encoded_image, encoded_label, label_format, height, width, filename, path):
+        name = filename.decode('utf-8', 'replace')
         try:
             image, label = decode_pair(encoded_image, encoded_label, label_format, int(height),
                                        int(width))
         except UndecodableRecord:
             if failures is not None:
-                failures.add(filename.decode('utf-8', 'replace'))
+                failures.add(name)
             return np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.uint8), False
+        if num_classes is not None:
+            bad = (label >= num_classes) & (label != IGNORE_LABEL)
+            if bad.any():
+                raise LabelsOutOfRange(out_of_range_message(
+                    path.decode('utf-8', 'replace'), name, np.unique(label[bad]).tolist(),
+                    num_classes))
         return np.ascontiguousarray(image), np.ascontiguousarray(label), True
 
     image, label, ok = tf.numpy_function(
         _decode, [features[KEY_ENCODED], features[KEY_LABEL], features[KEY_LABEL_FORMAT],
-                  features[KEY_HEIGHT], features[KEY_WIDTH], features[KEY_FILENAME]],
+                  features[KEY_HEIGHT], features[KEY_WIDTH], features[KEY_FILENAME],
+                  tf.convert_to_tensor(path, tf.string)],
         [tf.uint8, tf.uint8, tf.bool], stateful=False)
     image.set_shape([None, None, 3])
     label.set_shape([None, None])
@@ -176,23 +188,25 @@ def parse_example(serialized, failures=None):
 def check_records(paths, num_classes, samples=3):
     """Reads the first records of the first file: raises DataError naming the file when the
     schema is not this suite's (or the homework's), or labels exceed num_classes."""
-    path = paths[0]
+    path, records = paths[0], []
     try:
-        records = list(itertools.islice(tf.io.tf_record_iterator(path), samples))
+        for record in itertools.islice(tf.io.tf_record_iterator(path), samples):
+            records.append(record)
     except tf.errors.OpError as e:
-        raise DataError('TFRecord file %s cannot be read: %s' % (path, e.message)) from None
+        if not records:  # a damaged tail is skipped at reading time (see scan_records)
+            raise DataError('TFRecord file %s cannot be read: %s'
+                            % (path, e.message.split('\n')[0])) from None
     if not records:
         raise DataError('TFRecord file %s holds no record; convert the dataset again' % path)
     for record in records:
+        fields = example_fields(record, path)
         try:
-            _, label = decode_fields(example_fields(record, path))
+            _, label = decode_fields(fields)
         except UndecodableRecord:
             continue  # one bad record is skipped at training time
         bad = labels_outside(label, num_classes)
         if bad:
-            raise DataError('labels in %s have values %s but num_classes is %d; check the config '
-                            'or convert the dataset with the right one'
-                            % (path, bad[:10], num_classes))
+            raise DataError(out_of_range_message(path, fields['filename'], bad, num_classes))
 
 
 def verify_records(paths, num_classes):
@@ -238,12 +252,49 @@ def resolve_record_paths(spec):
             raise FileNotFoundError('TFRecord file %s does not exist; run convert_fcn_dataset.py '
                                     'first or fix the path' % part)
         paths.extend(matches)
+    non_empty = [path for path in paths if os.path.getsize(path) > 0]  # an empty shard holds
+    if not non_empty:                                                   # nothing to lose
+        raise DataError('TFRecord file %s is empty; convert the dataset again' % paths[0])
+    return non_empty
+
+
+# One record file read through: its readable records, and what stopped the reading early.
+RecordFile = collections.namedtuple('RecordFile', 'path count damage')
+
+
+def scan_records(paths):
+    """Reads every record of `paths` (checking each record's CRC): [RecordFile]. `damage` is
+    None for an intact file, else why reading stopped after `count` records (truncated or
+    corrupt); the pipelines read those records and skip the rest."""
+    files = []
     for path in paths:
-        if os.path.getsize(path) == 0:
-            raise DataError('TFRecord file %s is empty; convert the dataset again' % path)
-    return paths
+        count, damage = 0, None
+        try:
+            for _ in tf.io.tf_record_iterator(path):
+                count += 1
+        except tf.errors.OpError as e:
+            damage = e.message.split('\n')[0]
+        files.append(RecordFile(path, count, damage))
+    return files
 
 
 def count_records(paths):
-    """Number of records in the given TFRecord files (reads them through)."""
-    return sum(sum(1 for _ in tf.io.tf_record_iterator(p)) for p in paths)
+    """Number of readable records in the given TFRecord files (reads them through)."""
+    return sum(f.count for f in scan_records(paths))
+
+
+class LabelsOutOfRange(ValueError):
+    """Raised inside the graph's reader; data_error_from turns it back into a DataError."""
+
+
+def out_of_range_message(path, name, values, num_classes):
+    return ('labels of %s in %s have values %s, but num_classes is %d: set num_classes (and '
+            'class_names) in the config to those of the dataset, or convert the dataset again '
+            'with the right void_label / label_map' % (name, path, values[:10], num_classes))
+
+
+def data_error_from(op_error):
+    """The DataError that the graph's reader raised (LabelsOutOfRange) inside a session run's
+    tf.errors.OpError, or None when the error is something else."""
+    match = re.search(r'LabelsOutOfRange: (.*)', op_error.message)
+    return DataError(match.group(1).strip()) if match else None

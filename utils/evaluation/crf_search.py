@@ -7,7 +7,8 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from utils.evaluation.metrics import confusion_matrix, scores
-from utils.evaluation.scoring import build_eval_graph, iterate_eval, restore_model
+from utils.evaluation.scoring import build_eval_graph, iterate_eval
+from utils.inference.predictor import restore_model
 from utils.crf import dense_crf
 from utils.runtime import session_config
 
@@ -17,7 +18,7 @@ def collect_probabilities(config, checkpoint, record_spec, num_images):
     with tf.Graph().as_default():
         graph = build_eval_graph(config, record_spec, num_images)
         with tf.Session(config=session_config()) as session:
-            restore_model(session, checkpoint)
+            restore_model(session, checkpoint, config)
             return [(image, label, probs) for image, label, probs, _ in
                     iterate_eval(session, graph)]
 

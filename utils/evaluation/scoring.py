@@ -7,10 +7,10 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from utils.data.pipeline import eval_dataset
-from utils.data.records import count_records, resolve_record_paths
+from utils.data.records import count_records, data_error_from, resolve_record_paths
 from utils.evaluation.metrics import confusion_matrix, scores
 from utils.crf import dense_crf
-from utils.inference.predictor import build_probabilities
+from utils.inference.predictor import build_probabilities, restore_model
 from utils.rundir import validation_prefix
 from utils.runtime import session_config
 from utils.visualization import colorize, make_palette, write_sample_jpegs
@@ -27,7 +27,7 @@ def build_eval_graph(config, record_spec, num_images=0, scales=(1.0,), flip=Fals
     num_records = count_records(resolve_record_paths(record_spec))
     num_images = min(num_records, num_images or num_records)
     iterator = tf.data.make_initializable_iterator(eval_dataset(record_spec, num_images,
-                                                                failures))
+                                                                failures, config.num_classes))
     batch = iterator.get_next()
     return {'init': iterator.initializer, 'num_images': num_images, 'image': batch['image'],
             'label': batch['label'], 'filename': batch['filename'],
@@ -43,6 +43,8 @@ def iterate_eval(session, graph):
             out = session.run(fetches)
         except tf.errors.OutOfRangeError:  # records that did not decode were skipped
             return
+        except tf.errors.OpError as e:
+            raise data_error_from(e) or e from None
         yield (out['image'][0], out['label'][0], out['probabilities'][0],
                out['filename'][0].decode('utf-8', 'replace'))
 
@@ -122,11 +124,6 @@ def run_validation(session, graph, config, step, draw_dir=None, log=print):
     return dict(scorer.result(), jpegs=jpegs, sample_pictures=sample)
 
 
-def restore_model(session, checkpoint):
-    """Restores the model variables of the default graph from `checkpoint`."""
-    tf.train.Saver(tf.model_variables()).restore(session, checkpoint)
-
-
 def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=False,
              worst=0, on_image=None):
     """Streams a checkpoint over a record set at the images' own sizes.
@@ -142,7 +139,7 @@ def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=
     with tf.Graph().as_default():
         graph = build_eval_graph(config, record_spec, num_images, scales, flip)
         with tf.Session(config=session_config()) as session:
-            restore_model(session, checkpoint)
+            restore_model(session, checkpoint, config)
             for (image, label, prediction, crf_prediction, filename, image_hist,
                  crf_image_hist) in scored_images(session, graph, config, scorer):
                 image_result = scores(image_hist)

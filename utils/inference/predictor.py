@@ -49,6 +49,16 @@ def build_view_logits(images, config, scales=(1.0,), flip=False):
     return outputs
 
 
+def restore_model(session, checkpoint, config):
+    """Restores the model variables of the default graph from `checkpoint`."""
+    try:
+        tf.train.Saver(tf.model_variables()).restore(session, checkpoint)
+    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
+        raise CheckpointError('checkpoint %s does not fit the run\'s model %s (another network '
+                              'or other settings?): %s' % (checkpoint, config.model,
+                                                           e.message.split('\n')[0])) from None
+
+
 class Predictor:
     """A restored model in its own graph and session."""
 
@@ -59,13 +69,8 @@ class Predictor:
         with self.graph.as_default():
             self.images = tf.placeholder(tf.uint8, [None, None, None, 3], name='images')
             self.probabilities = build_probabilities(self.images, config, scales, flip)
-            saver = tf.train.Saver(tf.model_variables())
-        self.session = tf.Session(graph=self.graph, config=session_config())
-        try:
-            saver.restore(self.session, checkpoint)
-        except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
-            raise CheckpointError('checkpoint %s does not fit the run\'s model %s: %s'
-                                  % (checkpoint, config.model, e.message.split('\n')[0])) from None
+            self.session = tf.Session(graph=self.graph, config=session_config())
+            restore_model(self.session, checkpoint, config)
 
     @classmethod
     def from_run(cls, run_dir, checkpoint=None, scales=(1.0,), flip=False):

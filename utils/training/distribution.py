@@ -2,6 +2,7 @@
 import json
 import os
 
+import tensorflow
 import tensorflow.compat.v1 as tf
 
 from utils.errors import ConfigError
@@ -20,6 +21,19 @@ def cluster_task():
     chief = task_type == 'chief' or (task_type == 'worker' and index == 0
                                      and 'chief' not in cluster)
     return cluster, task_type, index, chief
+
+
+def check_devices(config):
+    """Refuses GPU-only settings (mixed_float16, GPU devices) where no CUDA GPU is visible,
+    instead of training on the CPU under a log that claims GPUs."""
+    gpus = [d for d in config.devices if 'gpu' in d.lower()]
+    if (config.precision == 'mixed_float16' or gpus) and not (
+            tensorflow.config.list_physical_devices('GPU')):
+        what = ('precision mixed_float16' if config.precision == 'mixed_float16'
+                else 'devices %s' % ','.join(gpus))
+        raise ConfigError('%s needs a CUDA GPU, and TensorFlow sees none here; on CPUs use '
+                          'precision mixed_bfloat16 (or float32) and devices /cpu:0,/cpu:1'
+                          % what)
 
 
 def is_chief(config):

@@ -78,7 +78,7 @@ def build_training_graph(config, log, failures=None, strategy=None, dataset=None
         dataset = train_dataset(config.dataset_train, config.crop_size, config.batch_size,
                                 config.min_scale, config.max_scale, config.random_flip,
                                 config.photometric_jitter, config.shuffle_buffer,
-                                config.deterministic, failures)
+                                config.deterministic, failures, config.num_classes)
     weights = class_weights(config)
     if weights:
         log('Class weights: %s' % ', '.join('%.3f' % w for w in weights))

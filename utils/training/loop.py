@@ -1,12 +1,16 @@
 """One training run's loop state, with a method per thing the loop does: take a step, log,
 save a checkpoint, validate (keeping the best checkpoint), finish."""
+import glob
 import json
 import math
+import os
 import time
 
 import tensorflow.compat.v1 as tf
 
+from utils.data.records import data_error_from
 from utils.errors import TrainingError
+from utils.rundir import CHECKPOINT_TEMPORARY_PATTERN
 from utils.evaluation.reports import class_names_of
 from utils.evaluation.scoring import run_validation
 from utils.fileio import atomic_write_text
@@ -27,7 +31,7 @@ class TrainingLoop:
         self.step = self.start_step = int(session.run(tensors['global_step']))
         self.saved_step = self.step if resumed else None
         self.validated_step = None
-        self.last_saved = self.last_result = None
+        self.last_saved, self.last_result = resumed, None
         self.stopped = False
         self.loss = self.learning_rate = None
         self.window_steps, self.window_seconds = 0, 0.0
@@ -49,9 +53,19 @@ class TrainingLoop:
         elif config.stage1_steps and self.step == config.stage1_steps:
             self.log('Stage two: training all trainable variables from step %d' % self.step)
         start = time.time()
-        self.loss, self.learning_rate, step = self.session.run(
-            [self.tensors['loss'][stage], self.tensors['learning_rate'],
-             self.tensors['next_step'][stage]])
+        try:
+            self.loss, self.learning_rate, step = self.session.run(
+                [self.tensors['loss'][stage], self.tensors['learning_rate'],
+                 self.tensors['next_step'][stage]])
+        except tf.errors.ResourceExhaustedError:
+            raise TrainingError('out of memory at batch_size %d, crop_size %s; lower them'
+                                % (config.batch_size, 'x'.join(map(str, config.crop_size))))
+        except tf.errors.OpError as e:
+            error = data_error_from(e)
+            if error is None:
+                raise
+            self.save()  # the steps so far are not lost
+            raise error from None
         self.step = int(step)
         self.window_seconds += time.time() - start
         self.window_steps += 1
@@ -106,27 +120,32 @@ class TrainingLoop:
             raise TrainingError('weights became non-finite by step %d; not saving them, the '
                                 'last good checkpoint is in %s (lower the learning rate?)'
                                 % (step, self.run.train_dir))
-        prefix = self.run.checkpoint_prefix
-        try:
-            path = self.tensors['saver'].save(self.session, prefix, global_step=step)
-        except (tf.errors.OpError, OSError) as e:
-            raise TrainingError('cannot write checkpoint %s-%d (%s); free some space or choose '
-                                'another --output_dir: the earlier checkpoints are intact'
-                                % (prefix, step, str(e).split('\n')[0])) from None
+        path = self.write_checkpoint(self.tensors['saver'], self.run.checkpoint_prefix)
+        if self.last_saved is None:
+            self.log('Checkpoint size %s (up to %d kept, plus the best without optimiser state)'
+                     % (format_size(checkpoint_bytes(path)), self.config.keep_checkpoints))
         self.last_save_time = time.time()
         self.last_saved, self.saved_step = path, step
         self.log('Model saved in file: %s' % path)
         return path
 
+    def write_checkpoint(self, saver, prefix):
+        """saver.save at the current step; a failed save leaves no temporary and is one line."""
+        try:
+            return saver.save(self.session, prefix, global_step=self.step)
+        except (tf.errors.OpError, OSError) as e:
+            for path in glob.glob(glob.escape('%s-%d' % (prefix, self.step))
+                                  + CHECKPOINT_TEMPORARY_PATTERN):
+                os.remove(path)
+            raise TrainingError('cannot write checkpoint %s-%d (%s); free some space or choose '
+                                'another --output_dir: the earlier checkpoints are intact'
+                                % (prefix, self.step, str(e).split('\n')[0])) from None
+
     def validate(self):
         """Scores and draws the validation images, records the scores, keeps the best."""
         step, run = self.step, self.run
-        try:
-            result = run_validation(self.session, self.tensors['eval'], self.config, step,
-                                    run.eval_dir, self.log)
-        except OSError as e:
-            raise TrainingError('cannot write validation pictures to %s (%s)'
-                                % (run.eval_dir, e)) from None
+        result = run_validation(self.session, self.tensors['eval'], self.config, step,
+                                run.eval_dir, self.log)
         sample = result.pop('sample_pictures', {})
         append_jsonl(run.metrics_path,
                      {'step': step, **{k: v for k, v in result.items() if k != 'jpegs'}})
@@ -134,8 +153,8 @@ class TrainingLoop:
                                                           format_scores(result)))
         self.write_validation_summaries(result, sample)
         if result['mean_iou'] > self.best['mean_iou']:
-            checkpoint = self.tensors['best_saver'].save(self.session, run.best_prefix,
-                                                         global_step=step)
+            checkpoint = self.write_checkpoint(self.tensors['best_saver'], run.best_prefix)
+            run.remove_other_checkpoints(run.best_dir, checkpoint)
             self.best.update(mean_iou=result['mean_iou'], step=step, checkpoint=checkpoint)
             atomic_write_text(run.best_path, json.dumps(self.best, indent=2))
             self.log('New best validation mIoU %.4f: %s' % (self.best['mean_iou'], checkpoint))
@@ -170,3 +189,12 @@ class TrainingLoop:
         return {'step': self.step, 'checkpoint': self.last_saved, 'eval_dir': self.run.eval_dir,
                 'validation': self.last_result, 'stopped': self.stopped,
                 'best': self.best if self.best['mean_iou'] >= 0 else None}
+
+
+def checkpoint_bytes(prefix):
+    """Bytes on disk of the checkpoint `prefix` (its index and data files)."""
+    return sum(os.path.getsize(p) for p in glob.glob(glob.escape(prefix) + '.*'))
+
+
+def format_size(size):
+    return '%.1f MB' % (size / 2 ** 20) if size < 2 ** 30 else '%.2f GB' % (size / 2 ** 30)

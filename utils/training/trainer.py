@@ -7,6 +7,8 @@ prepare the run directory, build the graph, open the session, restore or initial
 What goes where in the run directory: utils/rundir.py.
 """
 
+import contextlib
+
 import tensorflow
 import tensorflow.compat.v1 as tf
 
@@ -17,29 +19,28 @@ from utils.errors import CheckpointError, ConfigError, TrainingError
 from utils.evaluation.scoring import build_eval_graph
 from utils.rundir import RunDir
 from utils.runtime import session_config
-from utils.training.distribution import is_chief, make_strategy, session_target
+from utils.training.distribution import (check_devices, is_chief, make_strategy,
+                                         session_target)
 from utils.training.graph import build_training_graph
 from utils.training.initialization import make_init_fn
 from utils.training.loop import TrainingLoop
 from utils.training.optimization import session_rewrites
 
 
-def prepare_run(config, log):
-    """Checks the config's inputs and the run directory; the chief makes it and saves the
-    config there. Returns the RunDir."""
-    if not config.output_dir:
-        raise ConfigError('output_dir is required')
-    if not config.dataset_train:
-        raise ConfigError('dataset_train is required')
-    run = RunDir(config.output_dir)
+def prepare_run(config, run, log):
+    """Checks the config's inputs and the run directory; the chief makes it, clears what
+    killed saves left there and saves the config."""
     run.check_resumable(config)
-    check_dataset(config.dataset_train, config.num_classes)
+    check_dataset(config.dataset_train, config.num_classes, log)
     if config.dataset_val:
-        check_dataset(config.dataset_val, config.num_classes)
+        check_dataset(config.dataset_val, config.num_classes, log)
     if is_chief(config):
         run.make()
+        count, size = run.remove_checkpoint_temporaries()
+        if count:
+            log('Removed %d temporary file(s) of interrupted checkpoint saves (%.1f MB)'
+                % (count, size / 2 ** 20))
         log('Config saved to %s' % save_config(config, run.config_path))
-    return run
 
 
 def build_graph(config, run, log):
@@ -66,7 +67,10 @@ def build_graph(config, run, log):
                                             failures=failures)
                            if config.dataset_val and is_chief(config) else None)
         tensors['saver'] = tf.train.Saver(max_to_keep=config.keep_checkpoints)
-        tensors['best_saver'] = tf.train.Saver(max_to_keep=1)
+        # The best checkpoint is for evaluation and deployment: no optimiser state (a third of
+        # the size with Adam).
+        tensors['best_saver'] = tf.train.Saver(
+            tf.model_variables() + [tensors['global_step']], max_to_keep=1)
         tensors['failures'] = failures
         # A run resumes from its own newest usable checkpoint (optimizer state it lacks, e.g.
         # after changing the optimizer, starts fresh), else starts from the pretrained one.
@@ -116,11 +120,22 @@ def train(config, log=print, should_stop=lambda: False):
     `should_stop()` is polled after every step (train.py sets it on SIGINT/SIGTERM): the run
     then saves a checkpoint and returns with summary['stopped'] True.
     """
-    # 1. Prepare the run directory.
-    run = prepare_run(config, log)
-    # 2. Build the graph: data, model, loss, train ops, validation, savers.
-    graph, strategy, tensors = build_graph(config, run, log)
-    # 3. Open the session (with several workers, through this worker's server).
+    # 1. Prepare the run directory, held by this job alone (the chief's, with several).
+    if not config.output_dir or not config.dataset_train:
+        raise ConfigError('output_dir and dataset_train are required')
+    check_devices(config)
+    run = RunDir(config.output_dir)
+    with run.lock(log) if is_chief(config) else contextlib.nullcontext():
+        prepare_run(config, run, log)
+        # 2. Build the graph: data, model, loss, train ops, validation, savers.
+        graph, strategy, tensors = build_graph(config, run, log)
+        # 3.-6. Session, restore or initialise, loop, final save and validation.
+        return run_session(config, run, graph, strategy, tensors, log, should_stop)
+
+
+def run_session(config, run, graph, strategy, tensors, log, should_stop):
+    """Opens the session (with several workers, through this worker's server), restores or
+    initialises, runs the loop and the final save and validation; returns the summary."""
     target, proto = session_target(
         config, strategy, session_rewrites(session_config(config.devices), config.precision))
     with tf.Session(target, graph=graph, config=proto) as session:
@@ -128,6 +143,9 @@ def train(config, log=print, should_stop=lambda: False):
         resumed = restore_or_initialise(session, graph, tensors, run, log)
         session.run(tensors['input_init'])
         loop = TrainingLoop(config, run, session, tensors, is_chief(config), log, resumed)
+        if loop.step >= config.max_steps:
+            log('Run %s is already at step %d (max_steps %d): nothing to train; raise '
+                '--max_steps to go on' % (run.path, loop.step, config.max_steps))
         # 5. Loop: step, log, maybe save, maybe validate; a second Ctrl-C saves, then stops.
         try:
             while loop.step < config.max_steps and not loop.stopped:
