@@ -13,7 +13,9 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from utils.startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()
 
 from tqdm import tqdm  # noqa: E402
 
@@ -41,6 +43,10 @@ def parse_args(argv=None):
     p.add_argument('--num_classes', type=int, help='overrides the config')
     p.add_argument('--void_label', type=int, help='on-disk label value of void pixels; '
                    'overrides the config')
+    p.add_argument('--label_map', help='on-disk id -> train id, e.g. 0:0,255:1 for binary masks '
+                   'stored as 0/255; overrides the config')
+    p.add_argument('--allow_lossy_labels', action='store_true',
+                   help='accept JPEG label files (their compression can change class ids at edges)')
     p.add_argument('--num_shards', type=int, default=1, help='output files (PATH-0000K-of-0000N)')
     p.add_argument('--num_workers', type=int, default=1, help='parallel reader processes')
     p.add_argument('--min_size', type=list_of(int, count=2, minimum=1, example='224,320'),
@@ -56,7 +62,7 @@ def dataset_config(args):
     path = args.config
     if not path and args.dataset_format in DEFAULT_CONFIGS:
         path = os.path.join(HERE, DEFAULT_CONFIGS[args.dataset_format])
-    overrides = {k: str(getattr(args, k)) for k in ('num_classes', 'void_label')
+    overrides = {k: str(getattr(args, k)) for k in ('num_classes', 'void_label', 'label_map')
                  if getattr(args, k) is not None}
     if not path and 'num_classes' not in overrides:
         raise ConfigError('the number of classes is unknown: give --config or --num_classes')
@@ -95,19 +101,18 @@ def convert(args, config):
                           % args.dataset_format)
     spec = make_label_spec(config.num_classes, config.void_label, config.label_map,
                            config.label_map_default, config.label_offset, config.color_map,
-                           args.min_size)
+                           args.min_size, args.allow_lossy_labels)
     print('Converting %d pairs (%d classes) to %s with %d worker(s)'
           % (len(pairs), config.num_classes, args.output_path, args.num_workers))
     with tqdm(total=len(pairs), unit='pair', file=sys.stderr) as bar:
         report = convert_pairs(pairs, args.output_path, spec, args.num_shards,
-                               args.num_workers, args.strict, log=lambda *_: None,
+                               args.num_workers, args.strict,
+                               log=lambda message: tqdm.write(message, file=sys.stderr),
                                progress=bar.update)
     print('Wrote %d of %d pairs to %s (%.1f images/s); skipped %d. Report: %s'
           % (report['pairs_written'], report['pairs_found'], ', '.join(report['output_paths']),
              report['images_per_second'], report['pairs_skipped'],
              args.output_path + REPORT_SUFFIX))
-    for item in report['skipped']:
-        print('  skipped %s: %s' % (os.path.basename(item['image']), item['reason']))
     return 0
 
 

@@ -4,10 +4,11 @@ into a tf-slim vgg_16 checkpoint that train.py --checkpoint_path takes.
     python convert_keras_vgg16.py --h5 vgg16_weights_tf_dim_ordering_tf_kernels.h5 --output_path vgg_16.ckpt
 """
 import argparse
-import os
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from utils.startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()
 
 from utils.cli import run_job  # noqa: E402
 from utils.runtime import setup_tensorflow  # noqa: E402

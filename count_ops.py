@@ -6,10 +6,11 @@ per image, and the GOPS needed for a number of cameras at a frame rate, against 
     python count_ops.py --config configs/camvid_fcn8s.yaml --input_size 360,480
 """
 import argparse
-import os
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from utils.startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()
 
 from nets import NETWORK_ARGS  # noqa: E402
 from utils.cli import list_of, run_job  # noqa: E402

@@ -14,9 +14,11 @@ import json
 import os
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from utils.startup import import_tensorflow_quietly
 
-from utils.cli import list_of, run_job  # noqa: E402
+import_tensorflow_quietly()
+
+from utils.cli import list_of, non_negative_int, output_folder, run_job  # noqa: E402
 from utils.evaluation.crf_search import collect_probabilities, crf_search  # noqa: E402
 from utils.evaluation.reports import class_names_of, per_class_markdown, write_reports  # noqa: E402
 from utils.evaluation.scoring import evaluate  # noqa: E402
@@ -34,14 +36,17 @@ def parse_args(argv=None):
     p.add_argument('--checkpoint', help='checkpoint prefix (default: the run\'s latest)')
     p.add_argument('--dataset', required=True, help='TFRecord file(s), comma-separated or glob')
     p.add_argument('--output_dir', required=True)
-    p.add_argument('--crf', action='store_true', help='also score after dense CRF')
+    p.add_argument('--crf', action=argparse.BooleanOptionalAction, default=None,
+                   help='also score (and draw) after dense CRF (default: the run config\'s crf)')
     p.add_argument('--scales', type=list_of(float, minimum=0.05, example='0.75,1,1.25'),
                    default=(1.0,), help='e.g. 0.75,1,1.25')
     p.add_argument('--flip', action='store_true', help='average with the flipped image')
-    p.add_argument('--num_images', type=int, default=0, help='first N records only (0 = all)')
+    p.add_argument('--num_images', type=non_negative_int, default=0,
+                   help='first N records only (0 = all)')
     p.add_argument('--draw', choices=('all', 'worst', 'none'), default='all',
                    help='which images get the five JPEGs')
-    p.add_argument('--num_draw', type=int, default=10, help='how many with --draw worst')
+    p.add_argument('--num_draw', type=non_negative_int, default=10,
+                   help='how many with --draw worst')
     p.add_argument('--crf_search', type=int, default=0, metavar='N',
                    help='grid-search the CRF on the first N images instead of evaluating')
     p.add_argument('--crf_compats', type=floats, default=(3, 5, 10))
@@ -99,8 +104,9 @@ def main(argv=None):
 
     def work():
         config, checkpoint = load_run(args.run_dir, args.checkpoint)
-        config = dataclasses.replace(config, crf=args.crf)
-        os.makedirs(args.output_dir, exist_ok=True)
+        if args.crf is not None:
+            config = dataclasses.replace(config, crf=args.crf)
+        output_folder(args.output_dir, '--output_dir')
         if args.crf_search:
             run_crf_search(args, config, checkpoint)
         else:

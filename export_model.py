@@ -7,10 +7,11 @@ with the checkpoint, and measures its latency.
         --parity_images 'val/*.png' --benchmark_size 360,480
 """
 import argparse
-import os
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from utils.startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()
 
 from utils.cli import list_of, run_job  # noqa: E402
 from utils.deploy.saved_model import (ExportedModel, benchmark_latency,  # noqa: E402

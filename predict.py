@@ -6,14 +6,15 @@ Per input NAME.ext: NAME_label.png (class indices, same size as the input), NAME
 (class colours) and NAME_overlay.jpg. Preprocessing is the training's; runs on CPU or GPU.
 """
 import argparse
-import os
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from utils.startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()
 
 from tqdm import tqdm  # noqa: E402
 
-from utils.cli import list_of, run_job  # noqa: E402
+from utils.cli import list_of, output_folder, run_job  # noqa: E402
 from utils.inference.image_files import expand_inputs, predict_files  # noqa: E402
 from utils.inference.predictor import Predictor  # noqa: E402
 from utils.runtime import setup_tensorflow  # noqa: E402
@@ -29,6 +30,9 @@ def parse_args(argv=None):
     p.add_argument('--scales', type=list_of(float, minimum=0.05, example='0.75,1,1.25'),
                    default=(1.0,), help='e.g. 0.75,1,1.25 (averaged)')
     p.add_argument('--flip', action='store_true', help='average with the flipped image')
+    p.add_argument('--max_side', type=int, default=2048,
+                   help='run larger images at this many pixels on their longer side and resize '
+                   'the result back, which bounds memory (0: full size)')
     return p.parse_args(argv)
 
 
@@ -38,11 +42,12 @@ def main(argv=None):
 
     def work():
         paths = expand_inputs(args.input)
+        output_folder(args.output_dir, '--output_dir')
         predictor = Predictor.from_run(args.run_dir, args.checkpoint, args.scales, args.flip)
         written, skipped = predict_files(
             predictor, paths, args.output_dir, args.crf,
             progress=lambda items: tqdm(items, unit='image', file=sys.stderr),
-            log=lambda m: tqdm.write(m, file=sys.stderr))
+            log=lambda m: tqdm.write(m, file=sys.stderr), max_side=args.max_side)
         print('Predicted %d of %d images into %s%s'
               % (written, len(paths), args.output_dir,
                  '; skipped %d' % len(skipped) if skipped else ''))

@@ -9,11 +9,12 @@ Every config key can be given as a flag (flags override the YAML; `--help` lists
 section). A rerun with the same --output_dir resumes from its latest checkpoint.
 """
 import argparse
-import os
 import signal
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from utils.startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()
 
 from utils.cli import run_job  # noqa: E402
 from utils.config import add_config_flags, overrides_from_args, resolve_config  # noqa: E402

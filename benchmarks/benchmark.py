@@ -16,7 +16,9 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from utils.startup import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
 
 from benchmarks import measurements as bench  # noqa: E402
 from utils.cli import list_of, split_list  # noqa: E402

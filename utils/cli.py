@@ -5,9 +5,10 @@
         return run_job(lambda: work(args))
 """
 import argparse
+import os
 import sys
 
-from utils.errors import JobError
+from utils.errors import ConfigError, JobError
 
 
 def split_list(text, separator=','):
@@ -36,7 +37,32 @@ def list_of(item_type, count=None, minimum=None, example='1,2'):
     return parse
 
 
-def run_job(work, log_error=None):
+def non_negative_int(text):
+    """An argparse `type`: an int >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError('%r is not an integer >= 0' % text)
+    return value
+
+
+def output_folder(path, flag):
+    """Makes the output folder `path` of flag `flag`, or raises ConfigError saying why it
+    cannot be one (a file is in the way, no permission to write)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError('%s %s is a file; give a folder' % (flag, path))
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ConfigError('%s %s cannot be created (%s)' % (flag, path, e.strerror)) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError('%s %s is not writable; choose another folder' % (flag, path))
+    return path
+
+
+def run_job(work):
     """Runs `work()` and returns the job's exit status.
 
     A JobError or an OSError (missing file, full disk, ...) ends the job with its one-line

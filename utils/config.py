@@ -117,7 +117,8 @@ class Config:
     save_every: int = _init(500, 'save a checkpoint every this many steps')
     save_every_seconds: int = _init(0, 'also save when this long has passed since the last '
                                     'save; 0: off')
-    keep_checkpoints: int = _init(5, 'newest checkpoints kept (plus the best)')
+    keep_checkpoints: int = _init(2, 'newest checkpoints kept (each with optimiser state), plus '
+                                  'the best (weights only)')
     deterministic: bool = _init(False, 'deterministic kernels (reproducible, slower)')
     distribution: str = _parallel('none', 'none | mirrored (several local GPUs or CPUs) | '
                                   'multi_worker (machines of the TF_CONFIG variable)')

@@ -6,6 +6,7 @@ conversion succeeded, so an interrupted run never leaves a valid-looking partial
 """
 import collections
 import contextlib
+import io
 import json
 import multiprocessing
 import os
@@ -16,6 +17,7 @@ import time
 import cv2
 import numpy as np
 import tensorflow.compat.v1 as tf
+from PIL import Image
 
 from utils.data.layouts import PairError, label_lookup_table, read_label, remap_and_check_label
 from utils.data.records import IGNORE_LABEL, make_example
@@ -28,19 +30,65 @@ _PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 _JPEG_MAGIC = b'\xff\xd8\xff'
 
 # What a conversion needs to know about the dataset's labels (picklable, for the workers).
-LabelSpec = collections.namedtuple('LabelSpec', 'num_classes table color_map min_size')
+LabelSpec = collections.namedtuple('LabelSpec', 'num_classes table color_map min_size '
+                                                'allow_lossy_labels')
+# cv2.imdecode applies a JPEG's EXIF orientation; the same transform for its label, by tag.
+EXIF_ORIENTATION = 0x0112
+ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+          5: lambda a: a.T, 6: lambda a: a.T[:, ::-1], 7: lambda a: a.T[::-1, ::-1],
+          8: lambda a: a.T[::-1]}
 
 
 def make_label_spec(num_classes, void_label=IGNORE_LABEL, label_map=None,
-                    label_map_default=None, label_offset=0, color_map=(), min_size=None):
+                    label_map_default=None, label_offset=0, color_map=(), min_size=None,
+                    allow_lossy_labels=False):
     """LabelSpec from the dataset's conventions (see utils.data.layouts.label_lookup_table)."""
     table = label_lookup_table(void_label, IGNORE_LABEL, label_map, label_map_default,
                                label_offset)
-    return LabelSpec(num_classes, table, tuple(tuple(c) for c in color_map), min_size)
+    return LabelSpec(num_classes, table, tuple(tuple(c) for c in color_map), min_size,
+                     allow_lossy_labels)
+
+
+def read_image(image_path):
+    """(encoded bytes as stored, format 'png' | 'jpeg', decoded BGR image, EXIF orientation)."""
+    with open(image_path, 'rb') as f:
+        encoded = f.read()
+    if not encoded:
+        raise PairError('image %s is empty (0 bytes)' % image_path)
+    try:
+        image = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
+    if image is None:
+        raise PairError('cannot decode image %s (corrupt or not an image)' % image_path)
+    orientation = 1
+    if encoded.startswith(_PNG_MAGIC):
+        image_format = 'png'
+    elif encoded.startswith(_JPEG_MAGIC):
+        image_format = 'jpeg'
+        with contextlib.suppress(Exception), Image.open(io.BytesIO(encoded)) as im:
+            orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+    else:  # BMP, TIFF, ...: store as PNG, which the reader decodes.
+        image_format, encoded = 'png', cv2.imencode('.png', image)[1].tobytes()
+    return encoded, image_format, image, orientation
+
+
+def read_pair_label(label_path, spec, shape, orientation):
+    """The label as class ids before remapping, oriented as the decoded image."""
+    with open(label_path, 'rb') as f:
+        head = f.read(3)
+    if head == _JPEG_MAGIC and not spec.allow_lossy_labels:
+        raise PairError('label %s is a JPEG: its lossy compression changes class ids along the '
+                        'edges; store labels as PNG (or pass --allow_lossy_labels)' % label_path)
+    label = read_label(label_path, spec.color_map)
+    if orientation in ORIENT and label.shape != shape:  # drawn on the stored pixels
+        label = np.ascontiguousarray(ORIENT[orientation](label))
+    return label
 
 
 def encode_pair(image_path, label_path, spec):
-    """Reads, checks and encodes one pair. Returns (serialized Example, label uint8 [h, w]).
+    """Reads, checks and encodes one pair. Returns (serialized Example, label uint8 [h, w],
+    which of the 256 on-disk label values occur).
 
     Raises PairError with the reason when the pair cannot be used.
     """
@@ -49,22 +97,13 @@ def encode_pair(image_path, label_path, spec):
     for path in (image_path, label_path):
         if not os.path.isfile(path):
             raise PairError('file %s does not exist' % path)
-    with open(image_path, 'rb') as f:
-        encoded = f.read()
-    image = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise PairError('cannot decode image %s (corrupt or not an image)' % image_path)
-    if encoded.startswith(_PNG_MAGIC):
-        image_format = 'png'
-    elif encoded.startswith(_JPEG_MAGIC):
-        image_format = 'jpeg'
-    else:  # BMP, TIFF, ...: store as PNG, which the reader decodes.
-        image_format, encoded = 'png', cv2.imencode('.png', image)[1].tobytes()
+    encoded, image_format, image, orientation = read_image(image_path)
     height, width = image.shape[:2]
     if spec.min_size and (height < spec.min_size[0] or width < spec.min_size[1]):
         raise PairError('image %s is %dx%d, smaller than the minimum size %dx%d (height x width)'
                         % (image_path, height, width, spec.min_size[0], spec.min_size[1]))
-    label = read_label(label_path, spec.color_map)
+    label = read_pair_label(label_path, spec, (height, width), orientation)
+    raw_values = np.bincount(label.ravel(), minlength=256) > 0
     if label.shape != (height, width):
         raise PairError('size mismatch: image %s is %dx%d but label %s is %dx%d (width x height)'
                         % (image_path, width, height, label_path, label.shape[1], label.shape[0]))
@@ -74,18 +113,20 @@ def encode_pair(image_path, label_path, spec):
         raise PairError('cannot encode label %s as PNG' % label_path)
     example = make_example(encoded, image_format, label_png.tobytes(), height, width,
                            os.path.basename(image_path))
-    return example.SerializeToString(), label
+    return example.SerializeToString(), label, raw_values
 
 
 def _encode_task(args):
-    """Worker: (serialized, class pixel counts [n+1], shape) or (None, reason, None)."""
+    """Worker: (serialized, (class pixel counts [n+1], on-disk values seen [256]), shape) or
+    (None, reason, None)."""
     image_path, label_path, spec = args
     try:
-        serialized, label = encode_pair(image_path, label_path, spec)
+        serialized, label, raw_values = encode_pair(image_path, label_path, spec)
     except PairError as e:
         return None, str(e), None
     counts = np.bincount(label.ravel(), minlength=256)
-    return serialized, np.append(counts[:spec.num_classes], counts[IGNORE_LABEL]), label.shape
+    return (serialized, (np.append(counts[:spec.num_classes], counts[IGNORE_LABEL]), raw_values),
+            label.shape)
 
 
 def _write_part(args, on_pair=None):
@@ -179,7 +220,8 @@ def _write_records(pairs, paths, spec, num_workers, strict, progress, log):
 
     Shard k holds the k-th contiguous block of pairs, in input order, whatever the number of
     workers: each worker writes a contiguous chunk to a part file, and the parts are joined.
-    Returns (skipped entries, class pixel counts [n + 1], image pixel counts [n], sizes).
+    Returns (skipped entries, class pixel counts [n + 1], image pixel counts [n], sizes, the
+    record paths written).
     """
     n = spec.num_classes
     skipped, sizes = [], []
@@ -201,6 +243,7 @@ def _write_records(pairs, paths, spec, num_workers, strict, progress, log):
                               pairs[start + a:start + b], spec))
                 owners.append(shard)
         results = _map_parts(tasks, num_workers, progress)
+        raw_values = np.zeros(256, bool)  # on-disk label values seen in the usable pairs
         for (_, chunk, _), chunk_results in zip(tasks, results):
             for (image_path, label_path), (reason, info, shape) in zip(chunk, chunk_results):
                 if reason is not None:
@@ -208,8 +251,10 @@ def _write_records(pairs, paths, spec, num_workers, strict, progress, log):
                     log('skipped: %s' % reason)
                     continue
                 sizes.append(shape)
-                class_pixels += info
-                image_pixels[info[:n] > 0] += info[:n].sum()
+                class_pixels += info[0]
+                image_pixels[info[0][:n] > 0] += info[0][:n].sum()
+                raw_values |= info[1]
+        check_binary_masks(raw_values, class_pixels, spec)
         reasons = ''.join('\n  ' + item['reason'] for item in skipped[:5])
         if strict and skipped:
             raise PairError('%d of %d pairs are unusable (--strict); nothing written to %s:%s'
@@ -217,13 +262,46 @@ def _write_records(pairs, paths, spec, num_workers, strict, progress, log):
         if not sizes:
             raise PairError('no usable image/label pair among %d; nothing written to %s:%s'
                             % (len(pairs), paths[0], reasons))
+        paths, owners = drop_empty_shards(paths, owners, [r for rs in results for r in rs],
+                                          [len(t[1]) for t in tasks], log)
         with contextlib.ExitStack() as stack:  # all shards renamed only if all were written
             tmp_paths = [stack.enter_context(atomic_path(p)) for p in paths]
             for shard, tmp_path in enumerate(tmp_paths):
                 _concatenate([t[0] for t, o in zip(tasks, owners) if o == shard], tmp_path)
     finally:
         shutil.rmtree(parts_dir, ignore_errors=True)
-    return skipped, class_pixels, image_pixels, sizes
+    return skipped, class_pixels, image_pixels, sizes, paths
+
+
+def drop_empty_shards(paths, owners, pair_results, task_sizes, log):
+    """Shards whose pairs were all skipped are left out and the rest renumbered (-of-N counts
+    the shards written): returns (paths, each task's new shard or None)."""
+    written = [0] * len(paths)
+    pair = 0
+    for owner, size in zip(owners, task_sizes):
+        written[owner] += sum(1 for reason, _, _ in pair_results[pair:pair + size]
+                              if reason is None)
+        pair += size
+    kept = [shard for shard in range(len(paths)) if written[shard]]
+    if len(kept) == len(paths):
+        return paths, owners
+    log('%d of the %d shards would be empty (all their pairs were skipped): writing %d'
+        % (len(paths) - len(kept), len(paths), len(kept)))
+    output_path = paths[0][:-len('-00000-of-%05d' % len(paths))]
+    renumber = {old: new for new, old in enumerate(kept)}
+    return shard_paths(output_path, len(kept)), [renumber.get(o) for o in owners]
+
+
+def check_binary_masks(raw_values, class_pixels, spec):
+    """Stops a conversion of 0/255 masks in which 255 is void: every class but 0 would get no
+    pixel, without a word. The message gives the label map that makes 255 a class."""
+    seen = set(np.flatnonzero(raw_values).tolist())
+    if (seen == {0, 255} and spec.table[255] == IGNORE_LABEL and spec.num_classes >= 2
+            and not class_pixels[1:spec.num_classes].any()):
+        raise PairError('the labels hold only the values 0 and 255, and 255 is void in this '
+                        'config, so classes 1..%d get no pixel. If 255 marks the foreground '
+                        '(a binary mask), convert with --label_map 0:0,255:1'
+                        % (spec.num_classes - 1))
 
 
 def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=False,
@@ -240,11 +318,15 @@ def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=
     """
     start = time.time()
     n = spec.num_classes
+    if num_shards > len(pairs):  # never an empty shard
+        log('--num_shards %d is more than the %d pairs: writing %d shards'
+            % (num_shards, len(pairs), len(pairs)))
+        num_shards = max(len(pairs), 1)
     paths = shard_paths(output_path, num_shards)
     for path in paths + [output_path + REPORT_SUFFIX]:
         remove_stale_temporaries(path)
     try:
-        skipped, class_pixels, image_pixels, sizes = _write_records(
+        skipped, class_pixels, image_pixels, sizes, paths = _write_records(
             pairs, paths, spec, num_workers, strict, progress, log)
     except PairError as e:
         raise DataError(str(e)) from None

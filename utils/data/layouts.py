@@ -192,7 +192,8 @@ def label_lookup_table(void_label, ignore_label, label_map=None, label_map_defau
 
     With `label_map` (e.g. Cityscapes ids -> train ids) listed ids map as given and others to
     `label_map_default`; without it, values are shifted by `label_offset` (ADE20K: -1). The
-    dataset's `void_label` always maps to `ignore_label`.
+    dataset's `void_label` maps to `ignore_label` unless `label_map` lists it (binary masks
+    stored as 0/255: {0: 0, 255: 1}).
     """
     values = np.arange(256)
     if label_map:
@@ -201,7 +202,8 @@ def label_lookup_table(void_label, ignore_label, label_map=None, label_map_defau
             table[source] = target
     else:
         table = values + label_offset
-    table[void_label] = ignore_label
+    if not (label_map and void_label in label_map):  # an explicit mapping of it wins
+        table[void_label] = ignore_label
     return table
 
 

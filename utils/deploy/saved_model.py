@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from utils.config import save_config
+from utils.fileio import output_error
 from utils.inference.predictor import build_view_logits
 from utils.rundir import CONFIG_FILENAME
 from utils.runtime import session_config
@@ -32,8 +33,11 @@ def export_saved_model(config, checkpoint, export_dir):
     if os.path.exists(export_dir):
         raise FileExistsError('export dir %s exists; remove it or choose another' % export_dir)
     parent = os.path.dirname(os.path.abspath(export_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp_root = tempfile.mkdtemp(prefix='.export-', dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp_root = tempfile.mkdtemp(prefix='.export-', dir=parent)
+    except OSError as e:
+        raise output_error(export_dir, e) from None
     tmp_dir = os.path.join(tmp_root, 'model')
     try:
         with tf.Graph().as_default():

@@ -16,7 +16,8 @@ from utils.visualization import colorize, make_palette, overlay, write_jpeg
 
 
 def expand_inputs(specs):
-    """Files, folders (their images, sorted) and glob patterns -> a list of image paths."""
+    """Files, folders (their images, sorted) and glob patterns -> a list of image paths, each
+    file once."""
     paths = []
     for spec in specs:
         if os.path.isdir(spec):
@@ -29,7 +30,9 @@ def expand_inputs(specs):
             if not matches:
                 raise FileNotFoundError('input %s is no file, folder or matching pattern' % spec)
             paths += matches
-    return paths
+    seen = set()
+    return [p for p in paths if not (os.path.realpath(p) in seen
+                                     or seen.add(os.path.realpath(p)))]
 
 
 def read_rgb(path):
@@ -40,13 +43,34 @@ def read_rgb(path):
 
 
 def output_names(paths):
-    """A distinct output stem per input (NAME, or NAME_2, ... when stems repeat)."""
-    seen, names = {}, []
-    for path in paths:
-        stem = os.path.splitext(os.path.basename(path))[0]
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(stem if seen[stem] == 1 else '%s_%d' % (stem, seen[stem]))
-    return names
+    """A distinct output name per input, without extension: the file's stem when the stems
+    are distinct; else its path below the inputs' common folder (the outputs mirror those
+    folders), with the extension kept where even those repeat (a/x.jpg, a/x.png)."""
+    names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    relative = [os.path.relpath(os.path.abspath(p), root) for p in paths]
+    names = [os.path.splitext(r)[0] for r in relative]
+    if len(set(names)) == len(names):
+        return names
+    return [r.replace('.', '_') for r in relative]
+
+
+def predict_capped(predictor, image, max_side):
+    """Probabilities [h, w, n] of an image, run at most `max_side` pixels on its longer side
+    (0: any size) and resized back, so that memory stays bounded on large photos."""
+    height, width = image.shape[:2]
+    if not max_side or max(height, width) <= max_side:
+        return predictor.predict(image)
+    scale = max_side / max(height, width)
+    small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                       interpolation=cv2.INTER_AREA)
+    probabilities = predictor.predict(small)
+    channels = [cv2.resize(np.ascontiguousarray(probabilities[..., c]), (width, height),
+                           interpolation=cv2.INTER_LINEAR)
+                for c in range(probabilities.shape[-1])]
+    return np.stack(channels, axis=-1)
 
 
 def write_prediction(output_dir, name, image, class_map, palette, alpha=0.5):
@@ -61,8 +85,10 @@ def write_prediction(output_dir, name, image, class_map, palette, alpha=0.5):
     return label_path, color_path, overlay_path
 
 
-def predict_files(predictor, paths, output_dir, crf=False, progress=None, log=print):
-    """Runs `predictor` on each image path and writes its three outputs.
+def predict_files(predictor, paths, output_dir, crf=False, progress=None, log=print,
+                  max_side=0):
+    """Runs `predictor` on each image path and writes its three outputs (see
+    predict_capped for `max_side`).
 
     Unreadable files are skipped and reported; returns (written count, skipped paths).
     """
@@ -77,7 +103,7 @@ def predict_files(predictor, paths, output_dir, crf=False, progress=None, log=pr
             log('skipped %s: not a readable image' % path)
             skipped.append(path)
             continue
-        probabilities = predictor.predict(image)
+        probabilities = predict_capped(predictor, image, max_side)
         class_map = (dense_crf(image, probabilities, **config.crf_params()) if crf
                      else probabilities.argmax(-1))
         write_prediction(output_dir, name, image, class_map, palette, config.overlay_alpha)

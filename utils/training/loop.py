@@ -121,7 +121,7 @@ class TrainingLoop:
                                 'last good checkpoint is in %s (lower the learning rate?)'
                                 % (step, self.run.train_dir))
         path = self.write_checkpoint(self.tensors['saver'], self.run.checkpoint_prefix)
-        if self.last_saved is None:
+        if self.saved_step is None or self.saved_step == self.start_step:  # this job's first
             self.log('Checkpoint size %s (up to %d kept, plus the best without optimiser state)'
                      % (format_size(checkpoint_bytes(path)), self.config.keep_checkpoints))
         self.last_save_time = time.time()
