@@ -68,7 +68,7 @@ def test_evaluate_multiscale_worst_and_crf_search(trained_run, demo_records, tmp
     out = str(tmp_path / 'eval')
     code, log = run_job('evaluate.py', '--run_dir', trained_run, '--dataset', demo_records[1],
                         '--output_dir', out, '--scales', '0.75,1', '--flip', '--draw', 'worst',
-                        '--num_draw', '1')
+                        '--num_draw', '1', '--no-crf')  # the run's config says crf: true
     assert code == 0, log
     assert len(os.listdir(os.path.join(out, 'images'))) == 4  # one image, no CRF picture
     code, log = run_job('evaluate.py', '--run_dir', trained_run, '--dataset', demo_records[1],
