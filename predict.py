@@ -30,7 +30,7 @@ def parse_args(argv=None):
     p.add_argument('--scales', type=list_of(float, minimum=0.05, example='0.75,1,1.25'),
                    default=(1.0,), help='e.g. 0.75,1,1.25 (averaged)')
     p.add_argument('--flip', action='store_true', help='average with the flipped image')
-    p.add_argument('--max_side', type=int, default=2048,
+    p.add_argument('--max_side', type=int, default=1280,
                    help='run larger images at this many pixels on their longer side and resize '
                    'the result back, which bounds memory (0: full size)')
     return p.parse_args(argv)

@@ -57,20 +57,35 @@ def output_names(paths):
     return [r.replace('.', '_') for r in relative]
 
 
-def predict_capped(predictor, image, max_side):
-    """Probabilities [h, w, n] of an image, run at most `max_side` pixels on its longer side
-    (0: any size) and resized back, so that memory stays bounded on large photos."""
+def predict_class_map(predictor, image, crf=False, max_side=0):
+    """Class map [h, w] of an image (dense-CRF-refined with `crf`).
+
+    An image over `max_side` pixels on its longer side (0: no limit) runs at that size, so that
+    memory stays bounded on large photos; its probabilities are resized back bilinearly one
+    class at a time (a running argmax, never all classes at full size), a CRF result by nearest
+    neighbour.
+    """
     height, width = image.shape[:2]
-    if not max_side or max(height, width) <= max_side:
-        return predictor.predict(image)
-    scale = max_side / max(height, width)
-    small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
-                       interpolation=cv2.INTER_AREA)
+    small = image
+    if max_side and max(height, width) > max_side:
+        scale = max_side / max(height, width)
+        small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                           interpolation=cv2.INTER_AREA)
     probabilities = predictor.predict(small)
-    channels = [cv2.resize(np.ascontiguousarray(probabilities[..., c]), (width, height),
-                           interpolation=cv2.INTER_LINEAR)
-                for c in range(probabilities.shape[-1])]
-    return np.stack(channels, axis=-1)
+    if crf:
+        class_map = dense_crf(small, probabilities, **predictor.config.crf_params())
+        return cv2.resize(class_map.astype(np.uint8), (width, height),
+                          interpolation=cv2.INTER_NEAREST)
+    if small is image:
+        return probabilities.argmax(-1)
+    best = np.full((height, width), -1.0, np.float32)
+    class_map = np.zeros((height, width), np.uint8)
+    for c in range(probabilities.shape[-1]):
+        channel = cv2.resize(np.ascontiguousarray(probabilities[..., c]), (width, height),
+                             interpolation=cv2.INTER_LINEAR)
+        better = channel > best
+        best[better], class_map[better] = channel[better], c
+    return class_map
 
 
 def write_prediction(output_dir, name, image, class_map, palette, alpha=0.5):
@@ -88,7 +103,7 @@ def write_prediction(output_dir, name, image, class_map, palette, alpha=0.5):
 def predict_files(predictor, paths, output_dir, crf=False, progress=None, log=print,
                   max_side=0):
     """Runs `predictor` on each image path and writes its three outputs (see
-    predict_capped for `max_side`).
+    predict_class_map for `crf` and `max_side`).
 
     Unreadable files are skipped and reported; returns (written count, skipped paths).
     """
@@ -103,9 +118,7 @@ def predict_files(predictor, paths, output_dir, crf=False, progress=None, log=pr
             log('skipped %s: not a readable image' % path)
             skipped.append(path)
             continue
-        probabilities = predict_capped(predictor, image, max_side)
-        class_map = (dense_crf(image, probabilities, **config.crf_params()) if crf
-                     else probabilities.argmax(-1))
+        class_map = predict_class_map(predictor, image, crf, max_side)
         write_prediction(output_dir, name, image, class_map, palette, config.overlay_alpha)
         written += 1
     return written, skipped
