@@ -158,6 +158,10 @@ class Config:
         if len(self.crop_size) != 2 or min(self.crop_size) < 32:
             raise ConfigError('crop_size must be HEIGHT,WIDTH with both >= 32 (the network '
                               'stride), got %r' % (self.crop_size,))
+        if self.batch_size * self.crop_size[0] * self.crop_size[1] * 64 >= 2 ** 31:
+            raise ConfigError('batch_size %d of %dx%d crops is beyond what one step can hold '
+                              '(the first layer alone would have over 2^31 values); lower '
+                              'batch_size or crop_size' % ((self.batch_size,) + self.crop_size))
         if not 0 < self.min_scale <= self.max_scale:
             raise ConfigError('need 0 < min_scale <= max_scale, got %r, %r'
                               % (self.min_scale, self.max_scale))
