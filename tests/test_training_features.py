@@ -195,3 +195,26 @@ def test_monitoring_outputs(trained_run):
     assert [h['step'] for h in history][-1] == 3
     assert any(n.startswith('events.out.tfevents') for n in
                os.listdir(os.path.join(trained_run, 'train')))
+
+
+@pytest.mark.parametrize('scale', [0.6, 1.6, 2.3])
+def test_random_scale_keeps_label_boundaries_on_the_image_edges(scale):
+    """Image and label resized by the same factor: the label's class boundary (nearest) must
+    sit where the image's step edge (bilinear) crosses half height, within half a pixel, as
+    both use half-pixel centres. The legacy v1 resize put it +0.25 to +0.5 px off."""
+    from utils.data.preprocessing import random_scale
+    width, edge = 41, 17  # columns 0..16 dark / class 0, 17.. bright / class 1
+    image = np.zeros((9, width, 3), np.float32)
+    image[:, edge:] = 255.0
+    label = np.zeros((9, width), np.int32)
+    label[:, edge:] = 1
+    out_image, out_label = random_scale(tf.constant(image), tf.constant(label), scale, scale)
+    with tf.Session() as session:
+        out_image, out_label = session.run([out_image, out_label])
+    row = out_image[4, :, 0]
+    crossing = np.flatnonzero(row >= 127.5)[0]  # first column at or past half height
+    fraction = (127.5 - row[crossing - 1]) / (row[crossing] - row[crossing - 1])
+    image_edge = crossing - 1 + fraction + 0.5  # continuous coordinate of the crossing
+    label_edge = np.flatnonzero(out_label[4] == 1)[0]  # boundary between two pixels
+    assert abs(image_edge - label_edge) <= 0.5, (image_edge, label_edge)
+    assert abs(label_edge - edge * scale) <= 0.5 + 1e-6

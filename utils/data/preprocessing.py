@@ -3,6 +3,7 @@ padded crop, flip.
 
 Image and label always go through the same geometric transform, so they stay aligned.
 """
+import tensorflow
 import tensorflow.compat.v1 as tf
 
 from nets.inputs import subtract_mean
@@ -16,8 +17,10 @@ def random_scale(image, label, min_scale, max_scale, seed=None):
     scale = tf.random_uniform([], min_scale, max_scale, seed=seed)
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     new_size = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), 1)
-    image = tf.image.resize(image, new_size, method='bilinear')
-    label = tf.image.resize(label[..., None], new_size, method='nearest')[..., 0]
+    # TF2's resize: half-pixel centres for both (the v1 resize shifts bilinear results against
+    # nearest ones by up to half a pixel, so label boundaries would drift off the image's).
+    image = tensorflow.image.resize(image, new_size, method='bilinear')
+    label = tensorflow.image.resize(label[..., None], new_size, method='nearest')[..., 0]
     return image, label
 
 

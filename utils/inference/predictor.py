@@ -5,6 +5,7 @@ per-class probabilities at the input size out (optionally multi-scale and flippe
     probabilities = predictor.predict(rgb_uint8_image)   # [h, w, num_classes]
 """
 import numpy as np
+import tensorflow
 import tensorflow.compat.v1 as tf
 
 from nets import build_network
@@ -35,7 +36,7 @@ def build_view_logits(images, config, scales=(1.0,), flip=False):
         if scale != 1.0:
             scaled_size = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * scale),
                                              tf.int32), 1)
-            scaled = tf.image.resize(inputs, scaled_size, method='bilinear')
+            scaled = tensorflow.image.resize(inputs, scaled_size, method='bilinear')
         for flipped in ((False, True) if flip else (False,)):
             net_input = tf.reverse(scaled, [2]) if flipped else scaled
             with tf.variable_scope(tf.get_variable_scope(), reuse=tf.AUTO_REUSE):
@@ -44,7 +45,7 @@ def build_view_logits(images, config, scales=(1.0,), flip=False):
             if flipped:
                 logits = tf.reverse(logits, [2])
             if scale != 1.0:
-                logits = tf.image.resize(logits, size, method='bilinear')
+                logits = tensorflow.image.resize(logits, size, method='bilinear')
             outputs.append(logits)
     return outputs
 
