@@ -33,7 +33,10 @@ floats = list_of(float, example="3,5,10")
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--run_dir', required=True, help='a training --output_dir')
-    p.add_argument('--checkpoint', help='checkpoint prefix (default: the run\'s latest)')
+    p.add_argument('--checkpoint', help='checkpoint prefix (default: the run\'s best by '
+                   'validation mIoU, else its latest)')
+    p.add_argument('--latest', action='store_true',
+                   help='use the run\'s latest checkpoint, not its best')
     p.add_argument('--dataset', required=True, help='TFRecord file(s), comma-separated or glob')
     p.add_argument('--output_dir', required=True)
     p.add_argument('--crf', action=argparse.BooleanOptionalAction, default=None,
@@ -103,7 +106,7 @@ def main(argv=None):
     setup_tensorflow()
 
     def work():
-        config, checkpoint = load_run(args.run_dir, args.checkpoint)
+        config, checkpoint = load_run(args.run_dir, args.checkpoint, args.latest)
         if args.crf is not None:
             config = dataclasses.replace(config, crf=args.crf)
         output_folder(args.output_dir, '--output_dir')

@@ -25,7 +25,10 @@ from utils.runtime import setup_tensorflow  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--run_dir', required=True, help='a training --output_dir')
-    p.add_argument('--checkpoint', help='checkpoint prefix (default: the run\'s latest)')
+    p.add_argument('--checkpoint', help='checkpoint prefix (default: the run\'s best by '
+                   'validation mIoU, else its latest)')
+    p.add_argument('--latest', action='store_true',
+                   help='use the run\'s latest checkpoint, not its best')
     p.add_argument('--export_dir', required=True, help='SavedModel folder to create')
     p.add_argument('--parity_images', nargs='*', default=[],
                    help='images, folders or globs to compare checkpoint and export on')
@@ -40,7 +43,7 @@ def main(argv=None):
     setup_tensorflow()
 
     def work():
-        config, checkpoint = load_run(args.run_dir, args.checkpoint)
+        config, checkpoint = load_run(args.run_dir, args.checkpoint, args.latest)
         export_saved_model(config, checkpoint, args.export_dir)
         print('Exported %s to %s' % (checkpoint, args.export_dir))
         model = ExportedModel(args.export_dir)

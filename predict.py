@@ -23,7 +23,10 @@ from utils.runtime import setup_tensorflow  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--run_dir', required=True, help='a training --output_dir')
-    p.add_argument('--checkpoint', help='checkpoint prefix (default: the run\'s latest)')
+    p.add_argument('--checkpoint', help='checkpoint prefix (default: the run\'s best by '
+                   'validation mIoU, else its latest)')
+    p.add_argument('--latest', action='store_true',
+                   help='use the run\'s latest checkpoint, not its best')
     p.add_argument('--input', nargs='+', required=True, help='images, folders or glob patterns')
     p.add_argument('--output_dir', required=True)
     p.add_argument('--crf', action='store_true', help='refine with dense CRF')
@@ -43,7 +46,8 @@ def main(argv=None):
     def work():
         paths = expand_inputs(args.input)
         output_folder(args.output_dir, '--output_dir')
-        predictor = Predictor.from_run(args.run_dir, args.checkpoint, args.scales, args.flip)
+        predictor = Predictor.from_run(args.run_dir, args.checkpoint, args.scales, args.flip,
+                                       args.latest, log=lambda m: print(m, file=sys.stderr))
         written, skipped = predict_files(
             predictor, paths, args.output_dir, args.crf,
             progress=lambda items: tqdm(items, unit='image', file=sys.stderr),

@@ -315,3 +315,21 @@ def test_cpu_logs_are_free_of_the_cuda_noise(tmp_path):
     assert code == 0, log
     if not os.path.exists('/dev/nvidiactl'):
         assert 'cuInit' not in log and 'oneDNN custom operations' not in log
+
+
+def test_jobs_read_the_best_checkpoint_unless_told_otherwise(tmp_path, demo_records):
+    import json
+    from utils.rundir import load_run
+    out = str(tmp_path / 'run')
+    train(tiny_config(dataset_train=demo_records[0], output_dir=out, max_steps=3, save_every=1,
+                      keep_checkpoints=3), log=lambda *_: None)
+    run_dir = RunDir(out)
+    messages = []
+    assert load_run(out, log=messages.append)[1] == run_dir.checkpoint_prefix + '-3'
+    assert messages == ['Using the latest checkpoint: %s-3' % run_dir.checkpoint_prefix]
+    best = {'mean_iou': 0.5, 'step': 1, 'checkpoint': run_dir.checkpoint_prefix + '-1'}
+    with open(run_dir.best_path, 'w') as f:
+        json.dump(best, f)
+    assert load_run(out, log=messages.append)[1] == best['checkpoint']
+    assert 'Using the best checkpoint (validation mIoU 0.5000 at step 1' in messages[-1]
+    assert load_run(out, latest=True, log=messages.append)[1].endswith('-3')

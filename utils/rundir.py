@@ -180,10 +180,11 @@ def resolve_checkpoint(path):
     return path
 
 
-def load_run(run_dir, checkpoint=None):
-    """(Config, checkpoint prefix) of a run directory.
+def load_run(run_dir, checkpoint=None, latest=False, log=print):
+    """(Config, checkpoint prefix) of a run directory, saying which checkpoint through `log`.
 
-    `checkpoint` (a prefix or directory) overrides the run's latest checkpoint.
+    The run's best checkpoint by validation mIoU when it kept one, else (or with `latest`) its
+    latest; `checkpoint` (a prefix or directory) overrides both.
     """
     run = RunDir(run_dir)
     if not os.path.isfile(run.config_path):
@@ -191,9 +192,17 @@ def load_run(run_dir, checkpoint=None):
                           % (run_dir, CONFIG_FILENAME))
     config = resolve_config(run.config_path)
     if checkpoint:
-        return config, resolve_checkpoint(checkpoint)
-    latest = run.latest_checkpoint()
-    if latest is None:
+        checkpoint = resolve_checkpoint(checkpoint)
+        log('Using checkpoint %s' % checkpoint)
+        return config, checkpoint
+    best = None if latest else run.read_best()
+    if best and os.path.exists(best['checkpoint'] + '.index'):
+        log('Using the best checkpoint (validation mIoU %.4f at step %d; --latest for the '
+            'newest): %s' % (best['mean_iou'], best['step'], best['checkpoint']))
+        return config, best['checkpoint']
+    newest = run.latest_checkpoint()
+    if newest is None:
         raise CheckpointError('run %s holds no checkpoint in %s yet; train first or give '
                               '--checkpoint' % (run_dir, run.train_dir))
-    return config, latest
+    log('Using the latest checkpoint: %s' % newest)
+    return config, newest

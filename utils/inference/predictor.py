@@ -74,8 +74,10 @@ class Predictor:
             restore_model(self.session, checkpoint, config)
 
     @classmethod
-    def from_run(cls, run_dir, checkpoint=None, scales=(1.0,), flip=False):
-        config, checkpoint = load_run(run_dir, checkpoint)
+    def from_run(cls, run_dir, checkpoint=None, scales=(1.0,), flip=False, latest=False,
+                 log=print):
+        """The model of a run directory (its checkpoint chosen by utils.rundir.load_run)."""
+        config, checkpoint = load_run(run_dir, checkpoint, latest, log)
         return cls(config, checkpoint, scales, flip)
 
     def predict(self, image):
