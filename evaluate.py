@@ -19,6 +19,7 @@ from utils.startup import import_tensorflow_quietly
 import_tensorflow_quietly()
 
 from utils.cli import list_of, non_negative_int, output_folder, run_job  # noqa: E402
+from utils.crf import CrfPool  # noqa: E402
 from utils.evaluation.crf_search import collect_probabilities, crf_search  # noqa: E402
 from utils.evaluation.reports import class_names_of, per_class_markdown, write_reports  # noqa: E402
 from utils.evaluation.scoring import evaluate  # noqa: E402
@@ -84,9 +85,10 @@ def run_evaluation(args, config, checkpoint):
 
     worst = {'all': -1, 'worst': args.num_draw, 'none': 0}[args.draw]
     print('Evaluating %s on %s' % (checkpoint, args.dataset))
-    result, rows, kept = evaluate(config, checkpoint, args.dataset, args.num_images,
-                                  args.scales, args.flip, worst,
-                                  on_image=draw if worst < 0 else None)
+    with CrfPool(workers=None if config.crf else 1) as crf_pool:  # before the session
+        result, rows, kept = evaluate(config, checkpoint, args.dataset, args.num_images,
+                                      args.scales, args.flip, worst,
+                                      on_image=draw if worst < 0 else None, crf_pool=crf_pool)
     for sample in kept:
         draw(sample)
     names = class_names_of(config)

@@ -15,6 +15,7 @@ import_tensorflow_quietly()
 from tqdm import tqdm  # noqa: E402
 
 from utils.cli import list_of, output_folder, run_job  # noqa: E402
+from utils.crf import CrfPool  # noqa: E402
 from utils.inference.image_files import expand_inputs, predict_files  # noqa: E402
 from utils.inference.predictor import Predictor  # noqa: E402
 from utils.runtime import setup_tensorflow  # noqa: E402
@@ -46,18 +47,23 @@ def main(argv=None):
     def work():
         paths = expand_inputs(args.input)
         output_folder(args.output_dir, '--output_dir')
-        predictor = Predictor.from_run(args.run_dir, args.checkpoint, args.scales, args.flip,
-                                       args.latest, log=lambda m: print(m, file=sys.stderr))
-        written, skipped = predict_files(
-            predictor, paths, args.output_dir, args.crf,
-            progress=lambda items: tqdm(items, unit='image', file=sys.stderr),
-            log=lambda m: tqdm.write(m, file=sys.stderr), max_side=args.max_side)
-        print('Predicted %d of %d images into %s%s'
-              % (written, len(paths), args.output_dir,
-                 '; skipped %d' % len(skipped) if skipped else ''))
-        return 0 if written else 1
+        with CrfPool(workers=None if args.crf else 1) as crf_pool:  # before the session
+            return predict(args, paths, crf_pool)
 
     return run_job(work)
+
+
+def predict(args, paths, crf_pool):
+    predictor = Predictor.from_run(args.run_dir, args.checkpoint, args.scales, args.flip,
+                                   args.latest, log=lambda m: print(m, file=sys.stderr))
+    written, skipped = predict_files(
+        predictor, paths, args.output_dir, args.crf,
+        progress=lambda items: tqdm(items, unit='image', file=sys.stderr),
+        log=lambda m: tqdm.write(m, file=sys.stderr), max_side=args.max_side, crf_pool=crf_pool)
+    print('Predicted %d of %d images into %s%s'
+          % (written, len(paths), args.output_dir,
+             '; skipped %d' % len(skipped) if skipped else ''))
+    return 0 if written else 1
 
 
 if __name__ == '__main__':

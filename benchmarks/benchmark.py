@@ -129,6 +129,8 @@ def crf_section(data_dir):
     print('| input | ms/image |\n|---|---|')
     print('| %d %s images of %s, %dx%d, FCN-like scores | %.0f |'
           % (len(inputs), split, data_dir, height, width, bench.crf_ms_per_image(inputs)))
+    print('| the same, all %d cores (CrfPool, as validation, evaluate.py and predict.py run it), '
+          'wall | %.0f |' % (bench.cpu_count(), bench.crf_pool_ms_per_image(inputs)))
     print('| uniform-noise 360x480 image, random scores (lattice worst case) | %.0f |'
           % bench.crf_ms_per_image([bench.noise_crf_input()], runs=3))
 

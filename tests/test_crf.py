@@ -16,3 +16,19 @@ def test_crf_snaps_a_blurred_prediction_to_the_image_edge():
     after = (dense_crf(image, probs, 5) == truth).mean()
     assert after > before + 0.05
     assert after > 0.97
+
+
+def test_the_pool_gives_the_serial_results_in_order():
+    from utils.crf import CrfPool
+    rng = np.random.RandomState(1)
+    inputs = []
+    for index in range(5):
+        image = rng.randint(0, 255, (24, 32, 3)).astype(np.uint8)
+        probs = rng.dirichlet(np.ones(3), (24, 32)).astype(np.float32)
+        inputs.append((index, image, probs))
+    params = {'iterations': 3}
+    with CrfPool(workers=2) as pool:
+        pooled = list(pool.map(iter(inputs), params))
+    assert [index for index, _ in pooled] == list(range(5))
+    for (index, image, probs), (_, class_map) in zip(inputs, pooled):
+        np.testing.assert_array_equal(class_map, dense_crf(image, probs, **params))

@@ -218,3 +218,11 @@ def test_random_scale_keeps_label_boundaries_on_the_image_edges(scale):
     label_edge = np.flatnonzero(out_label[4] == 1)[0]  # boundary between two pixels
     assert abs(image_edge - label_edge) <= 0.5, (image_edge, label_edge)
     assert abs(label_edge - edge * scale) <= 0.5 + 1e-6
+
+
+def test_the_plotted_loss_is_smoothed_as_tensorboard_does():
+    from utils.training.monitoring import smoothed
+    values = [1.0, 0.0, 1.0, 0.0] * 50
+    out = smoothed(values, 0.9)
+    assert out[0] == 1.0  # debiased: the first point is the value itself
+    assert abs(out[-1] - 0.5) < 0.06 and max(out[100:]) - min(out[100:]) < 0.12

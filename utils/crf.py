@@ -1,4 +1,9 @@
-"""Dense CRF refinement (Kraehenbuehl & Koltun) of softmax outputs, through pydensecrf."""
+"""Dense CRF refinement (Kraehenbuehl & Koltun) of softmax outputs, through pydensecrf, on one
+core (`dense_crf`) or on all of them over a stream of images (`CrfPool`)."""
+import collections
+import multiprocessing
+import os
+
 import numpy as np
 import pydensecrf.densecrf as dcrf
 from pydensecrf.utils import unary_from_softmax
@@ -33,3 +38,54 @@ def dense_crf(image, probabilities, iterations=5, bilateral_compat=BILATERAL_COM
                              compat=bilateral_compat)
     marginals = np.array(crf.inference(iterations)).reshape(num_classes, height, width)
     return marginals.argmax(axis=0)
+
+
+def available_cpus():
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (
+        multiprocessing.cpu_count())
+
+
+class CrfPool:
+    """dense_crf over a stream of images on `workers` processes (default: every core), results
+    in input order.
+
+    pydensecrf runs on one core and holds the GIL, so threads would not help: the work goes to
+    forked worker processes, which run only numpy and pydensecrf. Start the pool (enter it)
+    before a TensorFlow session starts its threads. With one worker it runs in this process.
+
+        with CrfPool() as pool:
+            for name, class_map in pool.map(((name, image, probs) for ...), params): ...
+    """
+
+    def __init__(self, workers=None):
+        self.workers = workers or available_cpus()
+        self._pool = None
+
+    def __enter__(self):
+        if self.workers > 1:
+            self._pool = multiprocessing.get_context('fork').Pool(self.workers)
+        return self
+
+    def __exit__(self, *exc):
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def map(self, items, params):
+        """(payload, image, probabilities) items -> (payload, dense_crf class map), in order;
+        at most two images per worker are in flight, so memory stays bounded."""
+        if self._pool is None:
+            for payload, image, probabilities in items:
+                yield payload, dense_crf(image, probabilities, **params)
+            return
+        pending = collections.deque()
+        for payload, image, probabilities in items:
+            pending.append((payload, self._pool.apply_async(dense_crf, (image, probabilities),
+                                                             params)))
+            if len(pending) >= 2 * self.workers:
+                payload, result = pending.popleft()
+                yield payload, result.get()
+        while pending:
+            payload, result = pending.popleft()
+            yield payload, result.get()

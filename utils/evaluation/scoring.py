@@ -9,7 +9,7 @@ import tensorflow.compat.v1 as tf
 from utils.data.pipeline import eval_dataset
 from utils.data.records import count_records, data_error_from, resolve_record_paths
 from utils.evaluation.metrics import confusion_matrix, scores
-from utils.crf import dense_crf
+from utils.crf import CrfPool
 from utils.inference.predictor import build_probabilities, restore_model
 from utils.rundir import validation_prefix
 from utils.runtime import session_config
@@ -49,14 +49,6 @@ def iterate_eval(session, graph):
                out['filename'][0].decode('utf-8', 'replace'))
 
 
-def crf_predictions(image, probabilities, config):
-    """(argmax prediction, CRF prediction or None when the config turns CRF off)."""
-    prediction = probabilities.argmax(axis=-1)
-    if not config.crf:
-        return prediction, None
-    return prediction, dense_crf(image, probabilities, **config.crf_params())
-
-
 class Scorer:
     """Confusion matrices over a stream of images, without and (when on) with dense CRF."""
 
@@ -88,18 +80,33 @@ class Scorer:
         return result
 
 
-def scored_images(session, graph, config, scorer):
+def with_crf(samples, config, crf_pool=None):
+    """(image, label, probabilities, filename) samples -> (image, label, prediction,
+    crf_prediction or None, filename), the CRF on `crf_pool` when given (all cores)."""
+    if not config.crf:
+        for image, label, probabilities, filename in samples:
+            yield image, label, probabilities.argmax(-1), None, filename
+        return
+    pool = crf_pool or CrfPool(workers=1)
+    items = (((image, label, probabilities.argmax(-1), filename), image, probabilities)
+             for image, label, probabilities, filename in samples)
+    for (image, label, prediction, filename), crf_prediction in pool.map(
+            items, config.crf_params()):
+        yield image, label, prediction, crf_prediction, filename
+
+
+def scored_images(session, graph, config, scorer, crf_pool=None):
     """Predicts (with CRF when on) and scores every image of an eval graph's pass.
 
     Yields (image, label, prediction, crf_prediction, filename, confusion, crf_confusion).
     """
-    for image, label, probabilities, filename in iterate_eval(session, graph):
-        prediction, crf_prediction = crf_predictions(image, probabilities, config)
+    for image, label, prediction, crf_prediction, filename in with_crf(
+            iterate_eval(session, graph), config, crf_pool):
         image_hist, crf_image_hist = scorer.add(label, prediction, crf_prediction)
         yield image, label, prediction, crf_prediction, filename, image_hist, crf_image_hist
 
 
-def run_validation(session, graph, config, step, draw_dir=None, log=print):
+def run_validation(session, graph, config, step, draw_dir=None, log=print, crf_pool=None):
     """Scores every validation image (with and without dense CRF) and draws its five JPEGs.
 
     Returns the scores of utils.evaluation.metrics.scores, plus 'crf' (the same scores after
@@ -111,7 +118,7 @@ def run_validation(session, graph, config, step, draw_dir=None, log=print):
     jpegs, sample = [], {}
     total = graph['num_images']
     for index, (image, label, prediction, crf_prediction, *_) in enumerate(
-            scored_images(session, graph, config, scorer)):
+            scored_images(session, graph, config, scorer, crf_pool)):
         if index == 0:
             sample = {'image': image, 'annotation': colorize(label, palette),
                       'prediction': colorize(prediction, palette)}
@@ -125,7 +132,7 @@ def run_validation(session, graph, config, step, draw_dir=None, log=print):
 
 
 def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=False,
-             worst=0, on_image=None):
+             worst=0, on_image=None, crf_pool=None):
     """Streams a checkpoint over a record set at the images' own sizes.
 
     Returns (scores dict with 'confusion', and 'crf' when config.crf, per-image rows, drawn
@@ -141,7 +148,7 @@ def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=
         with tf.Session(config=session_config()) as session:
             restore_model(session, checkpoint, config)
             for (image, label, prediction, crf_prediction, filename, image_hist,
-                 crf_image_hist) in scored_images(session, graph, config, scorer):
+                 crf_image_hist) in scored_images(session, graph, config, scorer, crf_pool):
                 image_result = scores(image_hist)
                 miou = image_result['mean_iou']
                 row = {'filename': filename, 'pixel_accuracy': image_result['pixel_accuracy'],

@@ -9,7 +9,7 @@ import os
 import cv2
 import numpy as np
 
-from utils.crf import dense_crf
+from utils.crf import CrfPool
 from utils.data.layouts import IMAGE_EXTENSIONS
 from utils.fileio import atomic_write_bytes
 from utils.visualization import colorize, make_palette, overlay, write_jpeg
@@ -57,26 +57,30 @@ def output_names(paths):
     return [r.replace('.', '_') for r in relative]
 
 
-def predict_class_map(predictor, image, crf=False, max_side=0):
-    """Class map [h, w] of an image (dense-CRF-refined with `crf`).
-
-    An image over `max_side` pixels on its longer side (0: no limit) runs at that size, so that
-    memory stays bounded on large photos; its probabilities are resized back bilinearly one
-    class at a time (a running argmax, never all classes at full size), a CRF result by nearest
-    neighbour.
-    """
+def predict_capped(predictor, image, max_side=0):
+    """(the image as run, its probabilities [h', w', n]): an image over `max_side` pixels on
+    its longer side (0: no limit) runs at that size, so that memory stays bounded on large
+    photos."""
     height, width = image.shape[:2]
-    small = image
-    if max_side and max(height, width) > max_side:
-        scale = max_side / max(height, width)
-        small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
-                           interpolation=cv2.INTER_AREA)
-    probabilities = predictor.predict(small)
-    if crf:
-        class_map = dense_crf(small, probabilities, **predictor.config.crf_params())
-        return cv2.resize(class_map.astype(np.uint8), (width, height),
+    if not max_side or max(height, width) <= max_side:
+        return image, predictor.predict(image)
+    scale = max_side / max(height, width)
+    small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                       interpolation=cv2.INTER_AREA)
+    return small, predictor.predict(small)
+
+
+def full_size_class_map(probabilities, shape, crf_map=None):
+    """The class map [h, w] at the input's `shape` from probabilities (or a CRF class map) of
+    a possibly smaller run: probabilities are resized bilinearly one class at a time (a
+    running argmax, never all classes at full size), a CRF map by nearest neighbour."""
+    height, width = shape[:2]
+    if crf_map is not None:
+        if crf_map.shape == (height, width):
+            return crf_map
+        return cv2.resize(crf_map.astype(np.uint8), (width, height),
                           interpolation=cv2.INTER_NEAREST)
-    if small is image:
+    if probabilities.shape[:2] == (height, width):
         return probabilities.argmax(-1)
     best = np.full((height, width), -1.0, np.float32)
     class_map = np.zeros((height, width), np.uint8)
@@ -101,9 +105,10 @@ def write_prediction(output_dir, name, image, class_map, palette, alpha=0.5):
 
 
 def predict_files(predictor, paths, output_dir, crf=False, progress=None, log=print,
-                  max_side=0):
-    """Runs `predictor` on each image path and writes its three outputs (see
-    predict_class_map for `crf` and `max_side`).
+                  max_side=0, crf_pool=None):
+    """Runs `predictor` on each image path and writes its three outputs (see predict_capped
+    for `max_side`); with `crf`, the dense CRF runs on `crf_pool` (all cores) while the next
+    images are predicted.
 
     Unreadable files are skipped and reported; returns (written count, skipped paths).
     """
@@ -111,14 +116,27 @@ def predict_files(predictor, paths, output_dir, crf=False, progress=None, log=pr
     palette = make_palette(config.class_colors, config.num_classes)
     os.makedirs(output_dir, exist_ok=True)
     items = list(zip(paths, output_names(paths)))
-    skipped, written = [], 0
-    for path, name in (progress(items) if progress else items):
-        image = read_rgb(path)
-        if image is None:
-            log('skipped %s: not a readable image' % path)
-            skipped.append(path)
-            continue
-        class_map = predict_class_map(predictor, image, crf, max_side)
+    skipped = []
+
+    def predictions():
+        for path, name in (progress(items) if progress else items):
+            image = read_rgb(path)
+            if image is None:
+                log('skipped %s: not a readable image' % path)
+                skipped.append(path)
+                continue
+            small, probabilities = predict_capped(predictor, image, max_side)
+            yield (name, image, probabilities), small, probabilities
+
+    if crf:
+        results = ((name, image, full_size_class_map(None, image.shape, crf_map))
+                   for (name, image, _), crf_map in (crf_pool or CrfPool(1)).map(
+                       predictions(), config.crf_params()))
+    else:
+        results = ((name, image, full_size_class_map(probabilities, image.shape))
+                   for (name, image, probabilities), _, _ in predictions())
+    written = 0
+    for name, image, class_map in results:
         write_prediction(output_dir, name, image, class_map, palette, config.overlay_alpha)
         written += 1
     return written, skipped

@@ -25,8 +25,9 @@ class TrainingLoop:
     `tensors` are those of trainer.build_graph; only the `chief` writes files.
     """
 
-    def __init__(self, config, run, session, tensors, chief, log, resumed=None):
+    def __init__(self, config, run, session, tensors, chief, log, resumed=None, crf_pool=None):
         self.config, self.run, self.session, self.tensors = config, run, session, tensors
+        self.crf_pool = crf_pool
         self.chief, self.log = chief, log
         self.step = self.start_step = int(session.run(tensors['global_step']))
         self.saved_step = self.step if resumed else None
@@ -145,7 +146,7 @@ class TrainingLoop:
         """Scores and draws the validation images, records the scores, keeps the best."""
         step, run = self.step, self.run
         result = run_validation(self.session, self.tensors['eval'], self.config, step,
-                                run.eval_dir, self.log)
+                                run.eval_dir, self.log, self.crf_pool)
         sample = result.pop('sample_pictures', {})
         append_jsonl(run.metrics_path,
                      {'step': step, **{k: v for k, v in result.items() if k != 'jpegs'}})

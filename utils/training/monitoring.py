@@ -68,16 +68,32 @@ def read_jsonl(path):
     return records
 
 
+LOSS_SMOOTHING = 0.9  # weight of the past in the plotted moving average, as TensorBoard's slider
+
+
+def smoothed(values, weight=LOSS_SMOOTHING):
+    """TensorBoard's smoothing: an exponential moving average, debiased at the start."""
+    out, average = [], 0.0
+    for count, value in enumerate(values, 1):
+        average = weight * average + (1 - weight) * value
+        out.append(average / (1 - weight ** count))
+    return out
+
+
 def plot_progress(path, history, validations):
-    """Writes a PNG: training loss (left axis) and validation mIoU (right axis) over steps."""
+    """Writes a PNG: training loss, raw and smoothed (left axis), and validation mIoU (right
+    axis) over steps, the legend below the plot so that it hides no point."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, loss_axis = plt.subplots(figsize=(8, 4.5))
+    fig, loss_axis = plt.subplots(figsize=(8, 4.8))
     if history:
-        loss_axis.plot([h['step'] for h in history], [h['loss'] for h in history],
-                       color='tab:blue', lw=1, label='training loss')
+        steps, losses = [h['step'] for h in history], [h['loss'] for h in history]
+        loss_axis.plot(steps, losses, color='tab:blue', lw=0.8, alpha=0.3,
+                       label='training loss')
+        loss_axis.plot(steps, smoothed(losses), color='tab:blue', lw=1.8,
+                       label='training loss, smoothed')
     loss_axis.set_xlabel('step')
     loss_axis.set_ylabel('training loss', color='tab:blue')
     iou_axis = loss_axis.twinx()
@@ -92,9 +108,10 @@ def plot_progress(path, history, validations):
     iou_axis.set_ylim(0, 1)
     handles = loss_axis.get_legend_handles_labels()[0] + iou_axis.get_legend_handles_labels()[0]
     if handles:
-        loss_axis.legend(handles, [h.get_label() for h in handles], loc='center right')
+        fig.legend(handles, [h.get_label() for h in handles], loc='lower center',
+                   ncol=len(handles), frameon=False, fontsize=9)
     loss_axis.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     with atomic_path(path) as tmp_path:
         fig.savefig(tmp_path, format='png', dpi=90)
     plt.close(fig)

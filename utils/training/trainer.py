@@ -13,6 +13,7 @@ import tensorflow
 import tensorflow.compat.v1 as tf
 
 from utils.config import save_config
+from utils.crf import CrfPool
 from utils.data.pipeline import check_dataset
 from utils.data.records import DecodeFailures
 from utils.errors import CheckpointError, ConfigError, TrainingError
@@ -138,11 +139,14 @@ def run_session(config, run, graph, strategy, tensors, log, should_stop):
     initialises, runs the loop and the final save and validation; returns the summary."""
     target, proto = session_target(
         config, strategy, session_rewrites(session_config(config.devices), config.precision))
-    with tf.Session(target, graph=graph, config=proto) as session:
+    validates_crf = tensors['eval'] is not None and config.crf
+    with CrfPool(workers=None if validates_crf else 1) as crf_pool, tf.Session(
+            target, graph=graph, config=proto) as session:  # the pool's processes first
         # 4. Restore the run's newest usable checkpoint, or initialise.
         resumed = restore_or_initialise(session, graph, tensors, run, log)
         session.run(tensors['input_init'])
-        loop = TrainingLoop(config, run, session, tensors, is_chief(config), log, resumed)
+        loop = TrainingLoop(config, run, session, tensors, is_chief(config), log, resumed,
+                            crf_pool)
         if loop.step >= config.max_steps:
             log('Run %s is already at step %d (max_steps %d): nothing to train; raise '
                 '--max_steps to go on' % (run.path, loop.step, config.max_steps))
