@@ -4,7 +4,6 @@ import glob
 import os
 import subprocess
 import sys
-import time
 
 import cv2
 import numpy as np
