@@ -69,10 +69,14 @@ def read_jsonl(path):
 
 
 LOSS_SMOOTHING = 0.9  # weight of the past in the plotted moving average, as TensorBoard's slider
+SMOOTHING_SPAN = 10  # ... lowered for short histories, so that about this many points are averaged
 
 
-def smoothed(values, weight=LOSS_SMOOTHING):
-    """TensorBoard's smoothing: an exponential moving average, debiased at the start."""
+def smoothed(values, weight=None):
+    """TensorBoard's smoothing: an exponential moving average, debiased at the start. The
+    default weight is LOSS_SMOOTHING, less for short histories (which it would make lag)."""
+    if weight is None:
+        weight = min(LOSS_SMOOTHING, max(0.0, 1 - SMOOTHING_SPAN / max(len(values), 1)))
     out, average = [], 0.0
     for count, value in enumerate(values, 1):
         average = weight * average + (1 - weight) * value
