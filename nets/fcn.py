@@ -18,24 +18,35 @@ from utils.upsampling import bilinear_kernel, upsample_kernel_size
 # Skip layers fused by each head, from coarse to fine, and the "at-once" input scaling of each.
 SKIPS = {'fcn32s': (), 'fcn16s': ('pool4',), 'fcn8s': ('pool4', 'pool3')}
 AT_ONCE_SCALES = {'pool4': 0.01, 'pool3': 0.0001}
+# Where feature j of a stride-s map sits on the input's pixel rows (and columns), which fixes
+# how its scores are upsampled: 'half_pixel', at s*j + (s - 1) / 2, the centre of the s pixels
+# it covers (max pooling, VGG); 'corner', at s*j + s - 1 (stride-2 SAME convolutions on even
+# sizes pad only after, so output i is centred on input 2i + 1: MobileNet).
+ALIGNMENTS = ('half_pixel', 'corner')
 HEAD_SCOPE = 'fcn'  # variable scope of every network's head (not in classification checkpoints)
 LOGITS = 'logits'  # end_points key of every network's logits
 
 
 @slim.add_arg_scope
-def upsample(net, num_classes, factor, trainable, scope, weights_regularizer=None):
+def upsample(net, num_classes, factor, trainable, scope, weights_regularizer=None,
+             alignment='half_pixel'):
     """Transposed conv (kernel 2*factor, stride factor) initialised as bilinear upsampling.
 
     [batch, h, w, num_classes] -> [batch, h*factor, w*factor, num_classes]; no bias, as in FCN.
-    The variable is slim.conv2d_transpose's (`SCOPE/weights`, [k, k, out, in]).
+    The variable is slim.conv2d_transpose's (`SCOPE/weights`, [k, k, out, in]). `alignment`
+    (ALIGNMENTS) is where the input's features sit: 'half_pixel' is conv2d_transpose SAME;
+    'corner' centres a (2*factor - 1)-tap filter on feature j's row j*factor + factor - 1.
     """
+    if alignment not in ALIGNMENTS:
+        raise ValueError('alignment must be one of %s, got %r' % (ALIGNMENTS, alignment))
     size = upsample_kernel_size(factor)
+    corner = alignment == 'corner'
     with tf.variable_scope(scope, 'upsample', [net]):
         weights = slim.model_variable(
             'weights', [size, size, num_classes, net.shape[-1]],
-            initializer=tf.constant_initializer(bilinear_kernel(size, num_classes)),
+            initializer=tf.constant_initializer(bilinear_kernel(size, num_classes, corner)),
             regularizer=weights_regularizer, trainable=trainable)
-        return transposed_conv_by_matmul(net, weights, factor)
+        return transposed_conv_by_matmul(net, weights, factor, 0 if corner else None)
 
 
 def score(net, num_classes, scope):

@@ -51,9 +51,12 @@ def conv2d_by_matmul(inputs, num_outputs, kernel_size, activation_fn=tf.nn.relu,
         return slim.utils.collect_named_outputs(outputs_collections, sc.name, outputs)
 
 
-def transposed_conv_by_matmul(net, weights, factor):
+def transposed_conv_by_matmul(net, weights, factor, offset=None):
     """tf.nn.conv2d_transpose(net, weights, stride=factor, padding='SAME') for kernels of size
     2*factor, as four matrix products and an overlap-add.
+
+    The output is the full transposed convolution cropped from `offset` (default SAME's
+    factor // 2): input pixel i paints output rows i*factor - offset ... + 2*factor - 1.
 
     The few-channel, large-kernel transposed convolutions of FCN heads (e.g. 7 classes, kernel
     64) run several times faster this way on CPUs than as Conv2DBackpropInput, forward and
@@ -76,7 +79,8 @@ def transposed_conv_by_matmul(net, weights, factor):
     for matrix, (a, b) in zip(matrices, [(0, 0), (0, 1), (1, 0), (1, 1)]):
         painted = tf.reshape(tf.matmul(rows, matrix), [batch, height, width, f, f, c_out])
         blocks += tf.pad(painted, [[0, 0], [a, 1 - a], [b, 1 - b], [0, 0], [0, 0], [0, 0]])
-    # [batch, h+1, w+1, f, f, c] -> [batch, (h+1)*f, (w+1)*f, c], then SAME's f/2 offset.
+    # [batch, h+1, w+1, f, f, c] -> [batch, (h+1)*f, (w+1)*f, c], then the crop.
     full = tf.reshape(tf.transpose(blocks, [0, 1, 3, 2, 4, 5]),
                       [batch, (height + 1) * f, (width + 1) * f, c_out])
-    return tf.slice(full, [0, f // 2, f // 2, 0], [-1, height * f, width * f, -1])
+    offset = f // 2 if offset is None else offset
+    return tf.slice(full, [0, offset, offset, 0], [-1, height * f, width * f, -1])

@@ -118,7 +118,10 @@ def mobilenet_v1_fcn(images, num_classes, is_training=True, depth_multiplier=1.0
     padded = pad_to_multiple(to_unit_range(images), max(stride, OUTPUT_STRIDE))
     with slim.arg_scope(mobilenet_v1_arg_scope(is_training, weight_decay)):
         net, end_points = mobilenet_v1_base(padded, final_endpoint, depth_multiplier)
-        with tf.variable_scope(scope, HEAD_SCOPE, [net]):
+        # Stride-2 SAME convolutions on inputs padded to a multiple of 32 put feature j of a
+        # stride-s map on input row s*j + s - 1: the upsampling follows (nets/fcn.py).
+        with tf.variable_scope(scope, HEAD_SCOPE, [net]), \
+                slim.arg_scope([upsample], alignment='corner'):
             # 1. Depthwise-separable classifier conv: k x k depthwise, then 1x1 to the depth.
             net = slim.separable_conv2d(net, None, [classifier_kernel, classifier_kernel],
                                         depth_multiplier=1, scope='conv1_separable')

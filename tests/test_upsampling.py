@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow.compat.v1 as tf
 
 from utils.upsampling import bilinear_filter, bilinear_kernel, upsample_kernel_size
@@ -97,3 +98,45 @@ def test_matmul_conv2d_equals_slim_conv2d_forward_and_backward():
                 np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
                 for ours_grad, ref_grad in zip(ga, gb):
                     np.testing.assert_allclose(ours_grad, ref_grad, rtol=1e-4, atol=1e-3)
+
+
+def feature_rows(stride, count, alignment):
+    """Input rows of features 0..count-1 of a stride-`stride` map (nets/fcn.py ALIGNMENTS)."""
+    offset = (stride - 1) / 2 if alignment == 'half_pixel' else stride - 1
+    return stride * np.arange(count, dtype=np.float32) + offset
+
+
+@pytest.mark.parametrize('endpoint, stride', [('Conv2d_5_pointwise', 8),
+                                              ('Conv2d_11_pointwise', 16),
+                                              ('Conv2d_13_pointwise', 32)])
+def test_mobilenet_strided_layers_put_features_on_corner_rows(endpoint, stride):
+    """MobileNet's stride-2 SAME convolutions, each reduced to its centre tap, on a ramp of
+    row numbers: feature j reads row stride*j + stride - 1 ('corner')."""
+    from nets.mobilenet_v1 import CONV_DEFS, ENDPOINTS
+    size = 96
+    net = tf.constant(np.arange(size, dtype=np.float32)[None, :, None, None]
+                      * np.ones((1, 1, size, 1), np.float32))
+    for conv in CONV_DEFS[:ENDPOINTS.index(endpoint) + 1]:
+        centre = np.zeros((conv.kernel, conv.kernel, 1, 1), np.float32)
+        centre[conv.kernel // 2, conv.kernel // 2] = 1
+        net = tf.nn.depthwise_conv2d(net, centre, [1, conv.stride, conv.stride, 1], 'SAME')
+    with tf.Session() as session:
+        rows = session.run(net)[0, :, 0, 0]
+    np.testing.assert_array_equal(rows, feature_rows(stride, size // stride, 'corner'))
+
+
+@pytest.mark.parametrize('alignment', ['half_pixel', 'corner'])
+@pytest.mark.parametrize('factor', [2, 8, 16, 32])
+def test_upsampling_puts_each_feature_back_on_its_rows(alignment, factor):
+    """A ramp of the features' own row numbers, upsampled at the bilinear initialisation,
+    gives every output row its own number (away from the borders): no shift on any path."""
+    from nets.fcn import upsample
+    count = 6
+    rows = feature_rows(factor, count, alignment)
+    scores = tf.constant(rows[None, :, None, None] * np.ones((1, 1, count, 1), np.float32))
+    out = upsample(scores, 1, factor, False, 'upscore', alignment=alignment)
+    with tf.Session() as session:
+        session.run(tf.global_variables_initializer())
+        column = session.run(out)[0, :, (count // 2) * factor, 0]  # an interior column
+    interior = np.arange(factor, (count - 1) * factor)
+    np.testing.assert_allclose(column[interior], interior, atol=1e-4)

@@ -84,8 +84,10 @@ def test_mobilenet_upsampling_is_bilinear_and_at_once_scales_skips():
     with tf.Session() as sess:
         sess.run(tf.global_variables_initializer())
         values = {v.op.name: sess.run(v) for v in tf.global_variables()}
-    np.testing.assert_allclose(values['fcn/upscore8/weights'], bilinear_kernel(16, 4))
-    np.testing.assert_allclose(values['fcn/upscore2/weights'], bilinear_kernel(4, 4))
+    # MobileNet's features sit on 'corner' rows (nets/fcn.py ALIGNMENTS), VGG's on half pixels.
+    np.testing.assert_allclose(values['fcn/upscore8/weights'], bilinear_kernel(16, 4, True))
+    np.testing.assert_allclose(values['fcn/upscore2/weights'], bilinear_kernel(4, 4, True))
+    np.testing.assert_allclose(values['at_once/fcn/upscore8/weights'], bilinear_kernel(16, 4))
     assert not values['fcn/score_Conv2d_11_pointwise/weights'].any()
     scales = {}
     for op in graph.get_operations():

@@ -16,13 +16,17 @@ def bilinear_filter(size):
     return np.outer(profile, profile)
 
 
-def bilinear_kernel(size, num_channels):
+def bilinear_kernel(size, num_channels, corner=False):
     """Weights [size, size, num_channels, num_channels] mapping channel i to channel i only.
 
-    Off-diagonal channel pairs are zero: filling them would mix classes.
+    Off-diagonal channel pairs are zero: filling them would mix classes. With `corner`, the
+    filter is that of size - 1 (odd, centred on index size/2 - 1) with a zero last row and
+    column: the upsampling for features that sit at s*j + s - 1 (see nets/fcn.py ALIGNMENTS).
     """
     weights = np.zeros((size, size, num_channels, num_channels), np.float32)
     kernel = bilinear_filter(size)
+    if corner:
+        kernel = np.pad(bilinear_filter(size - 1), [(0, 1), (0, 1)])
     for channel in range(num_channels):
         weights[:, :, channel, channel] = kernel
     return weights
