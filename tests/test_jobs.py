@@ -10,7 +10,8 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tests.conftest import ROOT
-from utils.deploy.saved_model import ExportedModel, export_saved_model, parity_check
+from utils.deploy.saved_model import (FROZEN_GRAPH_FILENAME, ExportedModel, FrozenModel,
+                                      export_saved_model, parity_check)
 from utils.inference.predictor import Predictor
 from utils.rundir import load_run
 from utils.evaluation.metrics import confusion_matrix, scores
@@ -103,14 +104,16 @@ def test_predict_keeps_odd_input_sizes(trained_run, tmp_path):
 def test_export_parity_with_the_checkpoint(trained_run, demo_records, tmp_path):
     config, checkpoint = load_run(trained_run)
     export_dir = str(tmp_path / 'exported')
-    export_saved_model(config, checkpoint, export_dir)
-    model = ExportedModel(export_dir)
+    export_saved_model(config, checkpoint, export_dir, ('saved_model', 'frozen_graph'))
     images = [image for image, _ in records(demo_records[1])]
     images.append(np.random.RandomState(1).randint(0, 256, (45, 67, 3), np.uint8))
-    assert parity_check(Predictor(config, checkpoint), model, images) == [0] * len(images)
-    classes, probabilities = model(images[-1][None])
-    assert classes.shape == (1, 45, 67) and probabilities.shape == (1, 45, 67, 4)
-    np.testing.assert_allclose(probabilities.sum(-1), 1, atol=1e-5)
+    predictor = Predictor(config, checkpoint)
+    for model in (ExportedModel(export_dir), FrozenModel(os.path.join(export_dir,
+                                                                      FROZEN_GRAPH_FILENAME))):
+        assert parity_check(predictor, model, images) == [0] * len(images)
+        classes, probabilities = model(images[-1][None])
+        assert classes.shape == (1, 45, 67) and probabilities.shape == (1, 45, 67, 4)
+        np.testing.assert_allclose(probabilities.sum(-1), 1, atol=1e-5)
     code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir', export_dir)
     assert code == 1 and 'exists' in log
     code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir',
@@ -119,5 +122,9 @@ def test_export_parity_with_the_checkpoint(trained_run, demo_records, tmp_path):
     cv2.imwrite(str(tmp_path / 'p.png'), images[0][..., ::-1])
     code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir',
                         str(tmp_path / 'e3'), '--parity_images', str(tmp_path / 'p.png'),
-                        '--benchmark_size', '64,80')
-    assert code == 0 and '0 pixels differ' in log and 'ms per image' in log
+                        '--benchmark_size', '64,80', '--formats', 'saved_model,frozen_graph')
+    assert code == 0 and 'frozen_graph parity on 1 images: 0 pixels differ' in log, log
+    assert 'saved_model parity on 1 images: 0 pixels differ' in log and 'ms per image' in log
+    code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir',
+                        str(tmp_path / 'e4'), '--formats', 'onnx')
+    assert code == 1 and '--formats: unknown onnx' in log

@@ -1,8 +1,11 @@
-"""SavedModel export for deployment, its parity check against the checkpoint, and latency.
+"""Export for deployment (a SavedModel, and a frozen graph beside it), the parity check
+against the checkpoint, and latency.
 
 Serving signature `serving_default`: input `images` uint8 RGB [batch, h, w, 3] of any size;
 outputs `classes` int32 [batch, h, w] and `probabilities` float32 [batch, h, w, num_classes].
-Preprocessing (mean subtraction, padding to the network stride, cropping back) is inside.
+Preprocessing (mean subtraction, padding to the network stride, cropping back) is inside. The
+frozen graph (`frozen_inference_graph.pb`, the TF1 convention) has the same tensors by name:
+`images:0` in, `classes:0` and `probabilities:0` out.
 """
 import os
 import shutil
@@ -22,10 +25,24 @@ SIGNATURE = 'serving_default'
 INPUT_KEY = 'images'
 CLASSES_KEY = 'classes'
 PROBABILITIES_KEY = 'probabilities'
+FROZEN_GRAPH_FILENAME = 'frozen_inference_graph.pb'
+FORMATS = ('saved_model', 'frozen_graph')
 
 
-def export_saved_model(config, checkpoint, export_dir):
-    """Writes a SavedModel of the checkpoint to `export_dir` (which must not exist yet).
+def build_serving_graph(config):
+    """(images, classes, probabilities) tensors, named by the keys above, in the default
+    graph."""
+    images = tf.placeholder(tf.uint8, [None, None, None, 3], name=INPUT_KEY)
+    [logits] = build_view_logits(images, config)
+    probabilities = tf.nn.softmax(logits, name=PROBABILITIES_KEY)
+    # From the logits, so that a caller fetching only the classes skips the softmax.
+    classes = tf.argmax(logits, axis=-1, output_type=tf.int32, name=CLASSES_KEY)
+    return images, classes, probabilities
+
+
+def export_saved_model(config, checkpoint, export_dir, formats=('saved_model',)):
+    """Writes a SavedModel of the checkpoint to `export_dir` (which must not exist yet), and
+    with 'frozen_graph' in `formats` also EXPORT_DIR/frozen_inference_graph.pb.
 
     The model is built in a temporary folder beside it and renamed when complete; the run's
     config is saved in it as config.yaml.
@@ -40,12 +57,8 @@ def export_saved_model(config, checkpoint, export_dir):
         raise output_error(export_dir, e) from None
     tmp_dir = os.path.join(tmp_root, 'model')
     try:
-        with tf.Graph().as_default():
-            images = tf.placeholder(tf.uint8, [None, None, None, 3], name=INPUT_KEY)
-            [logits] = build_view_logits(images, config)
-            probabilities = tf.nn.softmax(logits)
-            # From the logits, so that a caller fetching only the classes skips the softmax.
-            classes = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        with tf.Graph().as_default() as graph:
+            images, classes, probabilities = build_serving_graph(config)
             with tf.Session(config=session_config()) as session:
                 tf.train.Saver(tf.model_variables()).restore(session, checkpoint)
                 builder = tf.saved_model.Builder(tmp_dir)
@@ -56,6 +69,11 @@ def export_saved_model(config, checkpoint, export_dir):
                     session, [tf.saved_model.SERVING], signature_def_map={SIGNATURE: signature},
                     strip_default_attrs=True)
                 builder.save()
+                if 'frozen_graph' in formats:
+                    frozen = tf.graph_util.convert_variables_to_constants(
+                        session, graph.as_graph_def(), [CLASSES_KEY, PROBABILITIES_KEY])
+                    with open(os.path.join(tmp_dir, FROZEN_GRAPH_FILENAME), 'wb') as f:
+                        f.write(frozen.SerializeToString())
         save_config(config, os.path.join(tmp_dir, CONFIG_FILENAME))
         os.replace(tmp_dir, export_dir)
     finally:
@@ -81,6 +99,35 @@ class ExportedModel:
 
     def close(self):
         self.session.close()
+
+
+class FrozenModel:
+    """A loaded frozen graph: __call__(uint8 images [b, h, w, 3]) -> [classes, probabilities]
+    (or just the named `outputs`)."""
+
+    def __init__(self, path, outputs=(CLASSES_KEY, PROBABILITIES_KEY)):
+        graph_def = tf.GraphDef()
+        with open(path, 'rb') as f:
+            graph_def.ParseFromString(f.read())
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf.import_graph_def(graph_def, name='')
+        self.session = tf.Session(graph=self.graph, config=session_config())
+        self.output_names = ['%s:0' % key for key in outputs]
+
+    def __call__(self, images):
+        return self.session.run(self.output_names, {INPUT_KEY + ':0': images})
+
+    def close(self):
+        self.session.close()
+
+
+def load_exported(export_dir, model_format='saved_model', outputs=(CLASSES_KEY,
+                                                                    PROBABILITIES_KEY)):
+    """The exported model of `model_format` (FORMATS) in `export_dir`."""
+    if model_format == 'frozen_graph':
+        return FrozenModel(os.path.join(export_dir, FROZEN_GRAPH_FILENAME), outputs)
+    return ExportedModel(export_dir, outputs)
 
 
 def parity_check(predictor, model, images):
