@@ -1,6 +1,8 @@
-"""Predicts class maps for your own images (any size or format) with a trained run.
+"""Predicts class maps for your own images (any size or format) with a trained run, or with an
+exported model (to check a deployment end to end).
 
     python predict.py --run_dir runs/camvid --input photo.jpg folder/ 'shots/*.png' --output_dir out [--crf]
+    python predict.py --exported exported/camvid --input folder/ --output_dir out
 
 Per input NAME.ext: NAME_label.png (class indices, same size as the input), NAME_color.png
 (class colours) and NAME_overlay.jpg. Preprocessing is the training's; runs on CPU or GPU.
@@ -16,6 +18,8 @@ from tqdm import tqdm  # noqa: E402
 
 from utils.cli import list_of, output_folder, run_job  # noqa: E402
 from utils.crf import CrfPool  # noqa: E402
+from utils.deploy.saved_model import ExportedPredictor  # noqa: E402
+from utils.errors import ConfigError  # noqa: E402
 from utils.inference.image_files import expand_inputs, predict_files  # noqa: E402
 from utils.inference.predictor import Predictor  # noqa: E402
 from utils.runtime import setup_tensorflow  # noqa: E402
@@ -23,7 +27,10 @@ from utils.runtime import setup_tensorflow  # noqa: E402
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--run_dir', required=True, help='a training --output_dir')
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument('--run_dir', help='a training --output_dir')
+    source.add_argument('--exported', help='an export_model.py folder (SavedModel) or its '
+                        'frozen_inference_graph.pb')
     p.add_argument('--checkpoint', help='checkpoint prefix (default: the run\'s best by '
                    'validation mIoU, else its latest)')
     p.add_argument('--latest', action='store_true',
@@ -54,8 +61,14 @@ def main(argv=None):
 
 
 def predict(args, paths, crf_pool):
-    predictor = Predictor.from_run(args.run_dir, args.checkpoint, args.scales, args.flip,
-                                   args.latest, log=lambda m: print(m, file=sys.stderr))
+    if args.exported:
+        if args.checkpoint or args.latest or args.flip or args.scales != (1.0,):
+            raise ConfigError('--checkpoint, --latest, --scales and --flip apply to --run_dir; '
+                              'an exported model runs as exported')
+        predictor = ExportedPredictor(args.exported)
+    else:
+        predictor = Predictor.from_run(args.run_dir, args.checkpoint, args.scales, args.flip,
+                                       args.latest, log=lambda m: print(m, file=sys.stderr))
     written, skipped = predict_files(
         predictor, paths, args.output_dir, args.crf,
         progress=lambda items: tqdm(items, unit='image', file=sys.stderr),

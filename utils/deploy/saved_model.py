@@ -15,7 +15,8 @@ import time
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from utils.config import save_config
+from utils.config import resolve_config, save_config
+from utils.errors import ConfigError
 from utils.fileio import output_error
 from utils.inference.predictor import build_view_logits
 from utils.rundir import CONFIG_FILENAME
@@ -147,3 +148,31 @@ def benchmark_latency(model, height, width, batch=1, runs=20, warmup=3):
         model(images)
         times.append(time.perf_counter() - start)
     return 1000 * float(np.median(times)) / batch
+
+
+class ExportedPredictor:
+    """An exported model (SavedModel folder or frozen .pb) behind the Predictor interface
+    (`config`, `predict`, `predict_batch`), so that predict.py checks a deployment end to end.
+    The config is the config.yaml saved in the export folder."""
+
+    def __init__(self, path):
+        if os.path.isdir(path):
+            export_dir, model_format = path, 'saved_model'
+        elif path.endswith('.pb') and os.path.isfile(path):
+            export_dir, model_format = os.path.dirname(path) or '.', 'frozen_graph'
+        else:
+            raise ConfigError('--exported %s is neither a SavedModel folder nor a frozen .pb '
+                              'graph' % path)
+        config_path = os.path.join(export_dir, CONFIG_FILENAME)
+        if not os.path.isfile(config_path):
+            raise ConfigError('%s has no %s beside it; export it with export_model.py'
+                              % (path, CONFIG_FILENAME))
+        self.config = resolve_config(config_path)
+        self.model = load_exported(export_dir, model_format, outputs=(PROBABILITIES_KEY,))
+
+    def predict(self, image):
+        """uint8 RGB [h, w, 3] -> float32 probabilities [h, w, num_classes]."""
+        return self.predict_batch(np.asarray(image)[None])[0]
+
+    def predict_batch(self, images):
+        return self.model(images)[0]
