@@ -3,11 +3,13 @@ exported model (to check a deployment end to end).
 
     python predict.py --run_dir runs/camvid --input photo.jpg folder/ 'shots/*.png' --output_dir out [--crf]
     python predict.py --exported exported/camvid --input folder/ --output_dir out
+    python predict.py --run_dir runs/camvid --input clip.mp4 --output_dir out   # out/clip_overlay.mp4
 
 Per input NAME.ext: NAME_label.png (class indices, same size as the input), NAME_color.png
 (class colours) and NAME_overlay.jpg. Preprocessing is the training's; runs on CPU or GPU.
 """
 import argparse
+import os
 import sys
 
 from utils.startup import import_tensorflow_quietly
@@ -22,6 +24,7 @@ from utils.deploy.saved_model import ExportedPredictor  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
 from utils.inference.image_files import expand_inputs, predict_files  # noqa: E402
 from utils.inference.predictor import Predictor  # noqa: E402
+from utils.inference.video import is_video, predict_video, video_name  # noqa: E402
 from utils.runtime import setup_tensorflow  # noqa: E402
 
 
@@ -35,7 +38,12 @@ def parse_args(argv=None):
                    'validation mIoU, else its latest)')
     p.add_argument('--latest', action='store_true',
                    help='use the run\'s latest checkpoint, not its best')
-    p.add_argument('--input', nargs='+', required=True, help='images, folders or glob patterns')
+    p.add_argument('--input', nargs='+', required=True,
+                   help='images, folders or glob patterns; videos (.mp4, .avi, ...) or a camera '
+                   'index (0) give NAME_overlay.mp4')
+    p.add_argument('--batch_size', type=int, default=4, help='video frames per model run')
+    p.add_argument('--save_class_maps', action='store_true',
+                   help='videos: also NAME_frames/NNNNNN_label.png per frame')
     p.add_argument('--output_dir', required=True)
     p.add_argument('--crf', action='store_true', help='refine with dense CRF')
     p.add_argument('--scales', type=list_of(float, minimum=0.05, example='0.75,1,1.25'),
@@ -52,31 +60,50 @@ def main(argv=None):
     setup_tensorflow()
 
     def work():
-        paths = expand_inputs(args.input)
+        videos = [spec for spec in args.input if is_video(spec)]
+        images = [spec for spec in args.input if not is_video(spec)]
+        paths = expand_inputs(images) if images else []
         output_folder(args.output_dir, '--output_dir')
         with CrfPool(workers=None if args.crf else 1) as crf_pool:  # before the session
-            return predict(args, paths, crf_pool)
+            predictor = make_predictor(args)
+            status = predict_images(args, predictor, paths, crf_pool) if paths else 0
+            for spec in videos:
+                status = max(status, predict_one_video(args, predictor, spec, crf_pool))
+            return status
 
     return run_job(work)
 
 
-def predict(args, paths, crf_pool):
+def make_predictor(args):
     if args.exported:
         if args.checkpoint or args.latest or args.flip or args.scales != (1.0,):
             raise ConfigError('--checkpoint, --latest, --scales and --flip apply to --run_dir; '
                               'an exported model runs as exported')
-        predictor = ExportedPredictor(args.exported)
-    else:
-        predictor = Predictor.from_run(args.run_dir, args.checkpoint, args.scales, args.flip,
-                                       args.latest, log=lambda m: print(m, file=sys.stderr))
+        return ExportedPredictor(args.exported)
+    return Predictor.from_run(args.run_dir, args.checkpoint, args.scales, args.flip,
+                              args.latest, log=lambda m: print(m, file=sys.stderr))
+
+
+def predict_images(args, predictor, paths, crf_pool):
     written, skipped = predict_files(
         predictor, paths, args.output_dir, args.crf,
         progress=lambda items: tqdm(items, unit='image', file=sys.stderr),
-        log=lambda m: tqdm.write(m, file=sys.stderr), max_side=args.max_side, crf_pool=crf_pool)
+        log=lambda m: tqdm.write(m, file=sys.stderr), max_side=args.max_side,
+        crf_pool=crf_pool if args.crf else None)
     print('Predicted %d of %d images into %s%s'
           % (written, len(paths), args.output_dir,
              '; skipped %d' % len(skipped) if skipped else ''))
     return 0 if written else 1
+
+
+def predict_one_video(args, predictor, spec, crf_pool):
+    with tqdm(unit='frame', file=sys.stderr, desc=video_name(spec)) as bar:
+        frames = predict_video(predictor, spec, args.output_dir, args.batch_size,
+                               crf_pool if args.crf else None, args.max_side,
+                               args.save_class_maps, progress=bar.update)
+    print('Predicted %d frames of %s into %s' % (
+        frames, spec, os.path.join(args.output_dir, video_name(spec) + '_overlay.mp4')))
+    return 0
 
 
 if __name__ == '__main__':

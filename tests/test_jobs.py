@@ -151,3 +151,31 @@ def test_predict_from_an_exported_model_matches_the_run(trained_run, demo_record
     code, log = run_job('predict.py', '--exported', export_dir, '--flip', '--input',
                         str(tmp_path / 'in.png'), '--output_dir', str(tmp_path / 'x'))
     assert code == 1 and 'apply to --run_dir' in log
+
+
+def test_predict_a_video_frame_by_frame(trained_run, tmp_path):
+    clip = str(tmp_path / 'clip.mp4')
+    writer = cv2.VideoWriter(clip, cv2.VideoWriter_fourcc(*'mp4v'), 5.0, (80, 64))
+    rng = np.random.RandomState(3)
+    for _ in range(12):
+        writer.write(rng.randint(0, 256, (64, 80, 3), np.uint8))
+    writer.release()
+    out = str(tmp_path / 'out')
+    code, log = run_job('predict.py', '--run_dir', trained_run, '--input', clip, '--output_dir',
+                        out, '--batch_size', '5', '--save_class_maps')
+    assert code == 0 and 'Predicted 12 frames' in log, log
+    video = cv2.VideoCapture(os.path.join(out, 'clip_overlay.mp4'))
+    assert video.get(cv2.CAP_PROP_FPS) == 5.0
+    frames = 0
+    while True:
+        ok, frame = video.read()
+        if not ok:
+            break
+        assert frame.shape == (64, 80, 3)
+        frames += 1
+    assert frames == 12
+    assert len(os.listdir(os.path.join(out, 'clip_frames'))) == 12
+    assert not [n for n in os.listdir(out) if n.endswith('.tmp') or n.endswith('.mp4.mp4')]
+    code, log = run_job('predict.py', '--run_dir', trained_run, '--input',
+                        str(tmp_path / 'missing.mp4'), '--output_dir', out)
+    assert code == 1 and 'cannot open video' in log and 'Traceback' not in log
