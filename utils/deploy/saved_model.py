@@ -123,8 +123,8 @@ class FrozenModel:
         self.session.close()
 
 
-def load_exported(export_dir, model_format='saved_model', outputs=(CLASSES_KEY,
-                                                                    PROBABILITIES_KEY)):
+def load_exported(export_dir, model_format='saved_model',
+                  outputs=(CLASSES_KEY, PROBABILITIES_KEY)):
     """The exported model of `model_format` (FORMATS) in `export_dir`."""
     if model_format == 'frozen_graph':
         return FrozenModel(os.path.join(export_dir, FROZEN_GRAPH_FILENAME), outputs)

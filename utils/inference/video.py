@@ -12,7 +12,6 @@ import threading
 import cv2
 import numpy as np
 
-from utils.crf import CrfPool
 from utils.errors import DataError
 from utils.fileio import atomic_path, atomic_write_bytes, output_error
 from utils.inference.image_files import full_size_class_map, predict_capped
