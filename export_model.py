@@ -32,8 +32,9 @@ def parse_args(argv=None):
                    help='use the run\'s latest checkpoint, not its best')
     p.add_argument('--export_dir', required=True, help='SavedModel folder to create')
     p.add_argument('--formats', type=list_of(str, example='saved_model,frozen_graph'),
-                   default=('saved_model',), help='saved_model (always written) and/or '
-                   'frozen_graph (EXPORT_DIR/frozen_inference_graph.pb)')
+                   default=('saved_model',), help='saved_model (always written), '
+                   'frozen_graph (EXPORT_DIR/frozen_inference_graph.pb), onnx (EXPORT_DIR/'
+                   'model.onnx, opset 13, through tf2onnx; run by onnxruntime)')
     p.add_argument('--parity_images', nargs='*', default=[],
                    help='images, folders or globs to compare checkpoint and export on')
     p.add_argument('--benchmark_size', type=list_of(int, count=2, minimum=1, example='360,480'),

@@ -122,25 +122,27 @@ def test_export_parity_with_the_checkpoint(trained_run, demo_records, tmp_path):
     cv2.imwrite(str(tmp_path / 'p.png'), images[0][..., ::-1])
     code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir',
                         str(tmp_path / 'e3'), '--parity_images', str(tmp_path / 'p.png'),
-                        '--benchmark_size', '64,80', '--formats', 'saved_model,frozen_graph')
+                        '--benchmark_size', '64,80', '--formats', 'saved_model,frozen_graph,onnx')
     assert code == 0 and 'frozen_graph parity on 1 images: 0 pixels differ' in log, log
+    assert 'onnx parity on 1 images: 0 pixels differ' in log
     assert 'saved_model parity on 1 images: 0 pixels differ' in log and 'ms per image' in log
     code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir',
-                        str(tmp_path / 'e4'), '--formats', 'onnx')
-    assert code == 1 and '--formats: unknown onnx' in log
+                        str(tmp_path / 'e4'), '--formats', 'tflite')
+    assert code == 1 and '--formats: unknown tflite' in log
 
 
 def test_predict_from_an_exported_model_matches_the_run(trained_run, demo_records, tmp_path):
     config, checkpoint = load_run(trained_run)
     export_dir = str(tmp_path / 'exported')
-    export_saved_model(config, checkpoint, export_dir, ('saved_model', 'frozen_graph'))
+    export_saved_model(config, checkpoint, export_dir, ('saved_model', 'frozen_graph', 'onnx'))
     image = np.random.RandomState(2).randint(0, 256, (50, 70, 3), np.uint8)
     cv2.imwrite(str(tmp_path / 'in.png'), image[..., ::-1])
     labels = {}
     for name, source in (('run', ['--run_dir', trained_run]),
                          ('saved', ['--exported', export_dir]),
                          ('frozen', ['--exported', os.path.join(export_dir,
-                                                                FROZEN_GRAPH_FILENAME)])):
+                                                                FROZEN_GRAPH_FILENAME)]),
+                         ('onnx', ['--exported', os.path.join(export_dir, 'model.onnx')])):
         out = str(tmp_path / name)
         code, log = run_job('predict.py', *source, '--input', str(tmp_path / 'in.png'),
                             '--output_dir', out)
@@ -148,6 +150,7 @@ def test_predict_from_an_exported_model_matches_the_run(trained_run, demo_record
         labels[name] = cv2.imread(os.path.join(out, 'in_label.png'), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(labels['saved'], labels['run'])
     np.testing.assert_array_equal(labels['frozen'], labels['run'])
+    np.testing.assert_array_equal(labels['onnx'], labels['run'])
     code, log = run_job('predict.py', '--exported', export_dir, '--flip', '--input',
                         str(tmp_path / 'in.png'), '--output_dir', str(tmp_path / 'x'))
     assert code == 1 and 'apply to --run_dir' in log

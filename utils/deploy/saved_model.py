@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from utils.config import resolve_config, save_config
+from utils.deploy.onnx_model import ONNX_FILENAME, OnnxModel, export_onnx
 from utils.errors import ConfigError
 from utils.fileio import output_error
 from utils.inference.predictor import build_view_logits
@@ -27,7 +28,7 @@ INPUT_KEY = 'images'
 CLASSES_KEY = 'classes'
 PROBABILITIES_KEY = 'probabilities'
 FROZEN_GRAPH_FILENAME = 'frozen_inference_graph.pb'
-FORMATS = ('saved_model', 'frozen_graph')
+FORMATS = ('saved_model', 'frozen_graph', 'onnx')
 
 
 def build_serving_graph(config):
@@ -43,7 +44,8 @@ def build_serving_graph(config):
 
 def export_saved_model(config, checkpoint, export_dir, formats=('saved_model',)):
     """Writes a SavedModel of the checkpoint to `export_dir` (which must not exist yet), and
-    with 'frozen_graph' in `formats` also EXPORT_DIR/frozen_inference_graph.pb.
+    with 'frozen_graph' in `formats` also EXPORT_DIR/frozen_inference_graph.pb, with 'onnx'
+    EXPORT_DIR/model.onnx (converted from the frozen graph, which is then written too).
 
     The model is built in a temporary folder beside it and renamed when complete; the run's
     config is saved in it as config.yaml.
@@ -70,11 +72,14 @@ def export_saved_model(config, checkpoint, export_dir, formats=('saved_model',))
                     session, [tf.saved_model.SERVING], signature_def_map={SIGNATURE: signature},
                     strip_default_attrs=True)
                 builder.save()
-                if 'frozen_graph' in formats:
+                if 'frozen_graph' in formats or 'onnx' in formats:
                     frozen = tf.graph_util.convert_variables_to_constants(
                         session, graph.as_graph_def(), [CLASSES_KEY, PROBABILITIES_KEY])
                     with open(os.path.join(tmp_dir, FROZEN_GRAPH_FILENAME), 'wb') as f:
                         f.write(frozen.SerializeToString())
+        if 'onnx' in formats:
+            export_onnx(frozen, os.path.join(tmp_dir, ONNX_FILENAME), [INPUT_KEY + ':0'],
+                        [CLASSES_KEY + ':0', PROBABILITIES_KEY + ':0'])
         save_config(config, os.path.join(tmp_dir, CONFIG_FILENAME))
         os.replace(tmp_dir, export_dir)
     finally:
@@ -128,6 +133,9 @@ def load_exported(export_dir, model_format='saved_model',
     """The exported model of `model_format` (FORMATS) in `export_dir`."""
     if model_format == 'frozen_graph':
         return FrozenModel(os.path.join(export_dir, FROZEN_GRAPH_FILENAME), outputs)
+    if model_format == 'onnx':
+        return OnnxModel(os.path.join(export_dir, ONNX_FILENAME), INPUT_KEY + ':0',
+                         ['%s:0' % key for key in outputs])
     return ExportedModel(export_dir, outputs)
 
 
@@ -156,13 +164,15 @@ class ExportedPredictor:
     The config is the config.yaml saved in the export folder."""
 
     def __init__(self, path):
+        by_extension = {'.pb': 'frozen_graph', '.onnx': 'onnx'}
         if os.path.isdir(path):
             export_dir, model_format = path, 'saved_model'
-        elif path.endswith('.pb') and os.path.isfile(path):
-            export_dir, model_format = os.path.dirname(path) or '.', 'frozen_graph'
+        elif os.path.splitext(path)[1] in by_extension and os.path.isfile(path):
+            export_dir = os.path.dirname(path) or '.'
+            model_format = by_extension[os.path.splitext(path)[1]]
         else:
             raise ConfigError('--exported %s is neither a SavedModel folder nor a frozen .pb '
-                              'graph' % path)
+                              'graph or .onnx model' % path)
         config_path = os.path.join(export_dir, CONFIG_FILENAME)
         if not os.path.isfile(config_path):
             raise ConfigError('%s has no %s beside it; export it with export_model.py'

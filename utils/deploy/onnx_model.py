@@ -1,0 +1,45 @@
+"""ONNX export of the frozen serving graph (through tf2onnx), and the model run by onnxruntime.
+
+The ONNX model keeps the serving contract: `images:0` uint8 RGB [batch, h, w, 3] of any size
+in, `classes:0` int32 [batch, h, w] and `probabilities:0` float32 [batch, h, w, n] out,
+preprocessing inside. It is the road to TensorRT and other runtimes.
+"""
+import logging
+
+import onnxruntime
+import tensorflow.compat.v1 as tf
+import tf2onnx
+
+from utils.fileio import atomic_write_bytes
+
+ONNX_FILENAME = 'model.onnx'
+ONNX_OPSET = 13
+
+
+def export_onnx(graph_def, path, inputs, outputs, opset=ONNX_OPSET):
+    """Converts a frozen GraphDef to ONNX at `path` (atomically). inputs/outputs: tensor names
+    ('images:0', ...)."""
+    logging.getLogger('tf2onnx').setLevel(logging.ERROR)  # its per-op INFO lines
+    with tf.Graph().as_default():
+        model, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=list(inputs),
+                                                  output_names=list(outputs), opset=opset)
+    atomic_write_bytes(path, model.SerializeToString())
+    return path
+
+
+class OnnxModel:
+    """An ONNX model on onnxruntime's CPU provider (all cores): __call__(uint8 images
+    [b, h, w, 3]) -> the named outputs."""
+
+    def __init__(self, path, input_name, output_names):
+        options = onnxruntime.SessionOptions()
+        self.session = onnxruntime.InferenceSession(path, options,
+                                                    providers=['CPUExecutionProvider'])
+        self.input_name = input_name
+        self.output_names = list(output_names)
+
+    def __call__(self, images):
+        return self.session.run(self.output_names, {self.input_name: images})
+
+    def close(self):
+        pass
