@@ -9,6 +9,8 @@ with the checkpoint, and measures its latency.
 import argparse
 import sys
 
+import cv2
+
 from utils.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()
@@ -34,7 +36,11 @@ def parse_args(argv=None):
     p.add_argument('--formats', type=list_of(str, example='saved_model,frozen_graph'),
                    default=('saved_model',), help='saved_model (always written), '
                    'frozen_graph (EXPORT_DIR/frozen_inference_graph.pb), onnx (EXPORT_DIR/'
-                   'model.onnx, opset 13, through tf2onnx; run by onnxruntime)')
+                   'model.onnx, opset 13, through tf2onnx; run by onnxruntime), tflite '
+                   '(EXPORT_DIR/model.tflite, builtin ops, needs --input_size; run by LiteRT)')
+    p.add_argument('--input_size', type=list_of(int, count=2, minimum=32, example='320,480'),
+                   help='HEIGHT,WIDTH of the TFLite model (images of other sizes are resized)')
+    p.add_argument('--float16', action='store_true', help='TFLite with float16 weights')
     p.add_argument('--parity_images', nargs='*', default=[],
                    help='images, folders or globs to compare checkpoint and export on')
     p.add_argument('--benchmark_size', type=list_of(int, count=2, minimum=1, example='360,480'),
@@ -46,9 +52,11 @@ def parse_args(argv=None):
 def check_format(args, config, checkpoint, model_format):
     """Parity with the checkpoint and latency of one exported format; returns a status."""
     model = load_exported(args.export_dir, model_format)
+    size = getattr(model, 'input_shape', None)  # a model of one input size (TFLite)
     if args.parity_images:
         images = [read_rgb(p) for p in expand_inputs(args.parity_images)]
-        images = [im for im in images if im is not None]
+        images = [im if size is None else cv2.resize(im, size[::-1], interpolation=cv2.INTER_AREA)
+                  for im in images if im is not None]
         differing = parity_check(Predictor(config, checkpoint), model, images)
         print('%s parity on %d images: %d pixels differ'
               % (model_format, len(images), sum(differing)))
@@ -57,7 +65,7 @@ def check_format(args, config, checkpoint, model_format):
                   file=sys.stderr)
             return 1
     if args.benchmark_size:
-        height, width = args.benchmark_size
+        height, width = size or args.benchmark_size
         ms = benchmark_latency(model, height, width, args.benchmark_batch)
         print('%s latency at %dx%d, batch %d: %.1f ms per image (%.1f images/s)'
               % (model_format, height, width, args.benchmark_batch, ms, 1000 / ms))
@@ -74,7 +82,8 @@ def main(argv=None):
             raise ConfigError('--formats: unknown %s; choose from %s'
                               % (', '.join(unknown), ', '.join(FORMATS)))
         config, checkpoint = load_run(args.run_dir, args.checkpoint, args.latest)
-        export_saved_model(config, checkpoint, args.export_dir, args.formats)
+        export_saved_model(config, checkpoint, args.export_dir, args.formats, args.input_size,
+                           args.float16)
         print('Exported %s to %s' % (checkpoint, args.export_dir))
         status = 0
         for model_format in ('saved_model',) + tuple(f for f in args.formats

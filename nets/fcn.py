@@ -11,7 +11,7 @@ is exactly the input's height x width for any size.
 import tensorflow.compat.v1 as tf
 import tf_slim as slim
 
-from nets.layers import transposed_conv_by_matmul
+from nets.layers import transposed_conv_by_conv2d_transpose, transposed_conv_by_matmul
 from nets.vgg import FC_DEPTH, OUTPUT_STRIDE, vgg_16
 from utils.upsampling import bilinear_kernel, upsample_kernel_size
 
@@ -29,13 +29,14 @@ LOGITS = 'logits'  # end_points key of every network's logits
 
 @slim.add_arg_scope
 def upsample(net, num_classes, factor, trainable, scope, weights_regularizer=None,
-             alignment='half_pixel'):
+             alignment='half_pixel', portable=False):
     """Transposed conv (kernel 2*factor, stride factor) initialised as bilinear upsampling.
 
     [batch, h, w, num_classes] -> [batch, h*factor, w*factor, num_classes]; no bias, as in FCN.
     The variable is slim.conv2d_transpose's (`SCOPE/weights`, [k, k, out, in]). `alignment`
     (ALIGNMENTS) is where the input's features sit: 'half_pixel' is conv2d_transpose SAME;
     'corner' centres a (2*factor - 1)-tap filter on feature j's row j*factor + factor - 1.
+    `portable` computes the same with conv2d_transpose (for TFLite) instead of matmuls.
     """
     if alignment not in ALIGNMENTS:
         raise ValueError('alignment must be one of %s, got %r' % (ALIGNMENTS, alignment))
@@ -46,7 +47,9 @@ def upsample(net, num_classes, factor, trainable, scope, weights_regularizer=Non
             'weights', [size, size, num_classes, net.shape[-1]],
             initializer=tf.constant_initializer(bilinear_kernel(size, num_classes, corner)),
             regularizer=weights_regularizer, trainable=trainable)
-        return transposed_conv_by_matmul(net, weights, factor, 0 if corner else None)
+        transposed_conv = (transposed_conv_by_conv2d_transpose if portable
+                           else transposed_conv_by_matmul)
+        return transposed_conv(net, weights, factor, 0 if corner else None)
 
 
 def score(net, num_classes, scope):

@@ -51,6 +51,20 @@ def conv2d_by_matmul(inputs, num_outputs, kernel_size, activation_fn=tf.nn.relu,
         return slim.utils.collect_named_outputs(outputs_collections, sc.name, outputs)
 
 
+def transposed_conv_by_conv2d_transpose(net, weights, factor, offset=None):
+    """The same as transposed_conv_by_matmul through tf.nn.conv2d_transpose (VALID, then the
+    crop): slower on CPUs, but one builtin op of every runtime (TFLite's TRANSPOSE_CONV), where
+    the matmul version's 6-D pad is not."""
+    f = factor
+    shape = tf.shape(net)
+    batch, height, width = shape[0], shape[1], shape[2]
+    full = tf.nn.conv2d_transpose(
+        net, weights, tf.stack([batch, (height + 1) * f, (width + 1) * f, weights.shape[2]]),
+        strides=[1, f, f, 1], padding='VALID')
+    offset = f // 2 if offset is None else offset
+    return tf.slice(full, [0, offset, offset, 0], [-1, height * f, width * f, -1])
+
+
 def transposed_conv_by_matmul(net, weights, factor, offset=None):
     """tf.nn.conv2d_transpose(net, weights, stride=factor, padding='SAME') for kernels of size
     2*factor, as four matrix products and an overlap-add.

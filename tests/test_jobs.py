@@ -122,19 +122,25 @@ def test_export_parity_with_the_checkpoint(trained_run, demo_records, tmp_path):
     cv2.imwrite(str(tmp_path / 'p.png'), images[0][..., ::-1])
     code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir',
                         str(tmp_path / 'e3'), '--parity_images', str(tmp_path / 'p.png'),
-                        '--benchmark_size', '64,80', '--formats', 'saved_model,frozen_graph,onnx')
+                        '--benchmark_size', '64,80', '--formats',
+                        'saved_model,frozen_graph,onnx,tflite', '--input_size', '64,80')
     assert code == 0 and 'frozen_graph parity on 1 images: 0 pixels differ' in log, log
     assert 'onnx parity on 1 images: 0 pixels differ' in log
+    assert 'tflite parity on 1 images:' in log and 'tflite latency at 64x80' in log
     assert 'saved_model parity on 1 images: 0 pixels differ' in log and 'ms per image' in log
     code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir',
-                        str(tmp_path / 'e4'), '--formats', 'tflite')
-    assert code == 1 and '--formats: unknown tflite' in log
+                        str(tmp_path / 'e5'), '--formats', 'tflite')
+    assert code == 1 and 'give --input_size' in log and not os.path.exists(tmp_path / 'e5')
+    code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir',
+                        str(tmp_path / 'e4'), '--formats', 'tflite_int8')
+    assert code == 1 and '--formats: unknown tflite_int8' in log
 
 
 def test_predict_from_an_exported_model_matches_the_run(trained_run, demo_records, tmp_path):
     config, checkpoint = load_run(trained_run)
     export_dir = str(tmp_path / 'exported')
-    export_saved_model(config, checkpoint, export_dir, ('saved_model', 'frozen_graph', 'onnx'))
+    export_saved_model(config, checkpoint, export_dir,
+                       ('saved_model', 'frozen_graph', 'onnx', 'tflite'), input_size=(50, 70))
     image = np.random.RandomState(2).randint(0, 256, (50, 70, 3), np.uint8)
     cv2.imwrite(str(tmp_path / 'in.png'), image[..., ::-1])
     labels = {}
@@ -142,7 +148,8 @@ def test_predict_from_an_exported_model_matches_the_run(trained_run, demo_record
                          ('saved', ['--exported', export_dir]),
                          ('frozen', ['--exported', os.path.join(export_dir,
                                                                 FROZEN_GRAPH_FILENAME)]),
-                         ('onnx', ['--exported', os.path.join(export_dir, 'model.onnx')])):
+                         ('onnx', ['--exported', os.path.join(export_dir, 'model.onnx')]),
+                         ('tflite', ['--exported', os.path.join(export_dir, 'model.tflite')])):
         out = str(tmp_path / name)
         code, log = run_job('predict.py', *source, '--input', str(tmp_path / 'in.png'),
                             '--output_dir', out)
@@ -151,6 +158,7 @@ def test_predict_from_an_exported_model_matches_the_run(trained_run, demo_record
     np.testing.assert_array_equal(labels['saved'], labels['run'])
     np.testing.assert_array_equal(labels['frozen'], labels['run'])
     np.testing.assert_array_equal(labels['onnx'], labels['run'])
+    assert (labels['tflite'] != labels['run']).mean() <= 0.001  # float rounding of XNNPACK
     code, log = run_job('predict.py', '--exported', export_dir, '--flip', '--input',
                         str(tmp_path / 'in.png'), '--output_dir', str(tmp_path / 'x'))
     assert code == 1 and 'apply to --run_dir' in log

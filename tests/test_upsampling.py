@@ -140,3 +140,17 @@ def test_upsampling_puts_each_feature_back_on_its_rows(alignment, factor):
         column = session.run(out)[0, :, (count // 2) * factor, 0]  # an interior column
     interior = np.arange(factor, (count - 1) * factor)
     np.testing.assert_allclose(column[interior], interior, atol=1e-4)
+
+
+@pytest.mark.parametrize('offset', [None, 0])
+@pytest.mark.parametrize('factor', [2, 8])
+def test_the_portable_transposed_conv_equals_the_matmul_one(factor, offset):
+    from nets.layers import transposed_conv_by_conv2d_transpose, transposed_conv_by_matmul
+    rng = np.random.RandomState(factor)
+    x = tf.constant(rng.randn(2, 5, 7, 3).astype(np.float32))
+    k = tf.constant(rng.randn(2 * factor, 2 * factor, 4, 3).astype(np.float32))
+    with tf.Session() as session:
+        ours, portable = session.run([transposed_conv_by_matmul(x, k, factor, offset),
+                                      transposed_conv_by_conv2d_transpose(x, k, factor, offset)])
+    assert portable.shape == (2, 5 * factor, 7 * factor, 4)
+    np.testing.assert_allclose(portable, ours, rtol=1e-4, atol=1e-4)

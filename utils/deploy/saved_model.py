@@ -1,5 +1,5 @@
-"""Export for deployment (a SavedModel, and a frozen graph beside it), the parity check
-against the checkpoint, and latency.
+"""Export for deployment (a SavedModel; beside it a frozen graph, ONNX and TFLite models), the
+parity check against the checkpoint, and latency.
 
 Serving signature `serving_default`: input `images` uint8 RGB [batch, h, w, 3] of any size;
 outputs `classes` int32 [batch, h, w] and `probabilities` float32 [batch, h, w, num_classes].
@@ -12,46 +12,39 @@ import shutil
 import tempfile
 import time
 
+import cv2
 import numpy as np
 import tensorflow.compat.v1 as tf
 
 from utils.config import resolve_config, save_config
 from utils.deploy.onnx_model import ONNX_FILENAME, OnnxModel, export_onnx
+from utils.deploy.serving import (CLASSES_KEY, INPUT_KEY, PROBABILITIES_KEY, SIGNATURE,
+                                  build_serving_graph)
+from utils.deploy.tflite_model import TFLITE_FILENAME, TfliteModel, export_tflite
 from utils.errors import ConfigError
 from utils.fileio import output_error
-from utils.inference.predictor import build_view_logits
 from utils.rundir import CONFIG_FILENAME
 from utils.runtime import session_config
 
-SIGNATURE = 'serving_default'
-INPUT_KEY = 'images'
-CLASSES_KEY = 'classes'
-PROBABILITIES_KEY = 'probabilities'
 FROZEN_GRAPH_FILENAME = 'frozen_inference_graph.pb'
-FORMATS = ('saved_model', 'frozen_graph', 'onnx')
+FORMATS = ('saved_model', 'frozen_graph', 'onnx', 'tflite')
 
 
-def build_serving_graph(config):
-    """(images, classes, probabilities) tensors, named by the keys above, in the default
-    graph."""
-    images = tf.placeholder(tf.uint8, [None, None, None, 3], name=INPUT_KEY)
-    [logits] = build_view_logits(images, config)
-    probabilities = tf.nn.softmax(logits, name=PROBABILITIES_KEY)
-    # From the logits, so that a caller fetching only the classes skips the softmax.
-    classes = tf.argmax(logits, axis=-1, output_type=tf.int32, name=CLASSES_KEY)
-    return images, classes, probabilities
-
-
-def export_saved_model(config, checkpoint, export_dir, formats=('saved_model',)):
+def export_saved_model(config, checkpoint, export_dir, formats=('saved_model',),
+                       input_size=None, float16=False):
     """Writes a SavedModel of the checkpoint to `export_dir` (which must not exist yet), and
     with 'frozen_graph' in `formats` also EXPORT_DIR/frozen_inference_graph.pb, with 'onnx'
-    EXPORT_DIR/model.onnx (converted from the frozen graph, which is then written too).
+    EXPORT_DIR/model.onnx (converted from the frozen graph, which is then written too), with
+    'tflite' EXPORT_DIR/model.tflite for images of `input_size` (height, width; float16
+    weights with `float16`).
 
     The model is built in a temporary folder beside it and renamed when complete; the run's
     config is saved in it as config.yaml.
     """
     if os.path.exists(export_dir):
         raise FileExistsError('export dir %s exists; remove it or choose another' % export_dir)
+    if 'tflite' in formats and not input_size:
+        raise ConfigError('TFLite models take one input size: give --input_size HEIGHT,WIDTH')
     parent = os.path.dirname(os.path.abspath(export_dir))
     try:
         os.makedirs(parent, exist_ok=True)
@@ -77,6 +70,9 @@ def export_saved_model(config, checkpoint, export_dir, formats=('saved_model',))
                         session, graph.as_graph_def(), [CLASSES_KEY, PROBABILITIES_KEY])
                     with open(os.path.join(tmp_dir, FROZEN_GRAPH_FILENAME), 'wb') as f:
                         f.write(frozen.SerializeToString())
+        if 'tflite' in formats:
+            export_tflite(config, checkpoint, os.path.join(tmp_dir, TFLITE_FILENAME),
+                          input_size, float16)
         if 'onnx' in formats:
             export_onnx(frozen, os.path.join(tmp_dir, ONNX_FILENAME), [INPUT_KEY + ':0'],
                         [CLASSES_KEY + ':0', PROBABILITIES_KEY + ':0'])
@@ -133,6 +129,8 @@ def load_exported(export_dir, model_format='saved_model',
     """The exported model of `model_format` (FORMATS) in `export_dir`."""
     if model_format == 'frozen_graph':
         return FrozenModel(os.path.join(export_dir, FROZEN_GRAPH_FILENAME), outputs)
+    if model_format == 'tflite':
+        return TfliteModel(os.path.join(export_dir, TFLITE_FILENAME), outputs)
     if model_format == 'onnx':
         return OnnxModel(os.path.join(export_dir, ONNX_FILENAME), INPUT_KEY + ':0',
                          ['%s:0' % key for key in outputs])
@@ -164,7 +162,7 @@ class ExportedPredictor:
     The config is the config.yaml saved in the export folder."""
 
     def __init__(self, path):
-        by_extension = {'.pb': 'frozen_graph', '.onnx': 'onnx'}
+        by_extension = {'.pb': 'frozen_graph', '.onnx': 'onnx', '.tflite': 'tflite'}
         if os.path.isdir(path):
             export_dir, model_format = path, 'saved_model'
         elif os.path.splitext(path)[1] in by_extension and os.path.isfile(path):
@@ -172,7 +170,7 @@ class ExportedPredictor:
             model_format = by_extension[os.path.splitext(path)[1]]
         else:
             raise ConfigError('--exported %s is neither a SavedModel folder nor a frozen .pb '
-                              'graph or .onnx model' % path)
+                              'graph, .onnx or .tflite model' % path)
         config_path = os.path.join(export_dir, CONFIG_FILENAME)
         if not os.path.isfile(config_path):
             raise ConfigError('%s has no %s beside it; export it with export_model.py'
@@ -185,4 +183,16 @@ class ExportedPredictor:
         return self.predict_batch(np.asarray(image)[None])[0]
 
     def predict_batch(self, images):
-        return self.model(images)[0]
+        """A model of one input size (TFLite) gets the images resized to it, and its
+        probabilities are resized back."""
+        size = getattr(self.model, 'input_shape', None)
+        height, width = images.shape[1:3]
+        if size is None or size == (height, width):
+            return self.model(images)[0]
+        resized = np.stack([cv2.resize(image, size[::-1], interpolation=cv2.INTER_LINEAR)
+                            for image in images])
+        probabilities = self.model(resized)[0]
+        return np.stack([np.stack([cv2.resize(np.ascontiguousarray(p[..., c]), (width, height),
+                                              interpolation=cv2.INTER_LINEAR)
+                                   for c in range(p.shape[-1])], axis=-1)
+                         for p in probabilities])

@@ -1,0 +1,62 @@
+"""TFLite export (float32, or float16 weights) with builtin ops only, run by LiteRT.
+
+TFLite needs a fixed input size: the model takes uint8 RGB [1, H, W, 3] (`images`) and gives
+`classes` int32 [1, H, W] and `probabilities` float32 [1, H, W, n], preprocessing inside. The
+upsampling is built from conv2d_transpose (TRANSPOSE_CONV), which computes what the matmul
+version computes elsewhere; no Flex delegate is needed.
+"""
+import numpy as np
+import tensorflow.compat.v1 as tf
+from ai_edge_litert.interpreter import Interpreter  # the successor of tf.lite.Interpreter
+
+from utils.crf import available_cpus
+from utils.deploy.serving import build_serving_graph
+from utils.fileio import atomic_write_bytes
+from utils.inference.predictor import restore_model
+from utils.runtime import session_config
+
+TFLITE_FILENAME = 'model.tflite'
+
+
+def export_tflite(config, checkpoint, path, input_size, float16=False):
+    """Writes the checkpoint as a TFLite model of input size (height, width) to `path`."""
+    with tf.Graph().as_default():
+        images, classes, probabilities = build_serving_graph(
+            config, (1,) + tuple(input_size), portable=True)
+        with tf.Session(config=session_config()) as session:
+            restore_model(session, checkpoint, config)
+            converter = tf.lite.TFLiteConverter.from_session(session, [images],
+                                                             [classes, probabilities])
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+            if float16:
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                converter.target_spec.supported_types = [tf.float16]
+            model = converter.convert()
+    atomic_write_bytes(path, model)
+    return path
+
+
+class TfliteModel:
+    """A TFLite model on all cores: __call__(uint8 images [b, H, W, 3]) -> the named outputs,
+    one image at a time (the model's batch is 1)."""
+
+    def __init__(self, path, outputs):
+        self.interpreter = Interpreter(model_path=path, num_threads=available_cpus())
+        self.interpreter.allocate_tensors()
+        self.input_index = self.interpreter.get_input_details()[0]['index']
+        self.input_shape = tuple(self.interpreter.get_input_details()[0]['shape'][1:3])
+        by_name = {d['name'].split(':')[0]: d['index']
+                   for d in self.interpreter.get_output_details()}
+        self.output_indices = [by_name[name] for name in outputs]
+
+    def __call__(self, images):
+        results = [[] for _ in self.output_indices]
+        for image in images:
+            self.interpreter.set_tensor(self.input_index, image[None])
+            self.interpreter.invoke()
+            for result, index in zip(results, self.output_indices):
+                result.append(self.interpreter.get_tensor(index)[0])
+        return [np.stack(result) for result in results]
+
+    def close(self):
+        pass
