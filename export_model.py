@@ -1,12 +1,16 @@
-"""Exports a training run as a SavedModel (uint8 RGB image of any size in, class map and
-per-class probabilities at the input size out, preprocessing included), checks that it agrees
-with the checkpoint, and measures its latency.
+"""Exports a training run for deployment (uint8 RGB image in, class map and per-class
+probabilities out, preprocessing included) as a SavedModel and, on request, a frozen graph, ONNX
+and TFLite; checks each against the checkpoint, measures its latency against a camera budget,
+and writes EXPORT_DIR/export_report.json.
 
     python export_model.py --run_dir runs/camvid --export_dir exported/camvid
-    python export_model.py --run_dir runs/camvid --export_dir exported/camvid \
-        --parity_images 'val/*.png' --benchmark_size 360,480
+    python export_model.py --run_dir runs/cs7 --export_dir exported/cs7 --formats \
+        saved_model,frozen_graph,onnx,tflite --input_size 320,480 --parity_images 'val/*.png' \
+        --benchmark_size 320,480 --cameras 4 --fps 15
 """
 import argparse
+import json
+import os
 import sys
 
 import cv2
@@ -16,9 +20,11 @@ from utils.startup import import_tensorflow_quietly
 import_tensorflow_quietly()
 
 from utils.cli import list_of, run_job  # noqa: E402
-from utils.deploy.saved_model import (FORMATS, benchmark_latency,  # noqa: E402
-                                      export_saved_model, load_exported, parity_check)
+from utils.deploy.saved_model import (FORMATS, PARITY_TOLERANCE, REPORT_FILENAME,  # noqa: E402
+                                      benchmark_latency, export_saved_model, format_path,
+                                      load_exported, parity_check, size_on_disk)
 from utils.errors import ConfigError  # noqa: E402
+from utils.fileio import atomic_write_text  # noqa: E402
 from utils.inference.image_files import expand_inputs, read_rgb  # noqa: E402
 from utils.inference.predictor import Predictor  # noqa: E402
 from utils.rundir import load_run  # noqa: E402
@@ -41,6 +47,8 @@ def parse_args(argv=None):
     p.add_argument('--input_size', type=list_of(int, count=2, minimum=32, example='320,480'),
                    help='HEIGHT,WIDTH of the TFLite model (images of other sizes are resized)')
     p.add_argument('--float16', action='store_true', help='TFLite with float16 weights')
+    p.add_argument('--cameras', type=int, default=1, help='cameras the deployment serves')
+    p.add_argument('--fps', type=float, default=15.0, help='frames per second per camera')
     p.add_argument('--parity_images', nargs='*', default=[],
                    help='images, folders or globs to compare checkpoint and export on')
     p.add_argument('--benchmark_size', type=list_of(int, count=2, minimum=1, example='360,480'),
@@ -50,26 +58,48 @@ def parse_args(argv=None):
 
 
 def check_format(args, config, checkpoint, model_format):
-    """Parity with the checkpoint and latency of one exported format; returns a status."""
+    """Size, parity with the checkpoint and latency of one exported format: a report row."""
     model = load_exported(args.export_dir, model_format)
     size = getattr(model, 'input_shape', None)  # a model of one input size (TFLite)
+    row = {'format': model_format,
+           'bytes': size_on_disk(format_path(args.export_dir, model_format))}
     if args.parity_images:
         images = [read_rgb(p) for p in expand_inputs(args.parity_images)]
         images = [im if size is None else cv2.resize(im, size[::-1], interpolation=cv2.INTER_AREA)
                   for im in images if im is not None]
         differing = parity_check(Predictor(config, checkpoint), model, images)
-        print('%s parity on %d images: %d pixels differ'
-              % (model_format, len(images), sum(differing)))
-        if any(differing):
-            print('error: the exported %s disagrees with the checkpoint' % model_format,
-                  file=sys.stderr)
-            return 1
+        pixels = sum(im.shape[0] * im.shape[1] for im in images)
+        row.update(parity_images=len(images), differing_pixels=sum(differing),
+                   differing_fraction=sum(differing) / max(pixels, 1))
+        print('%s parity on %d images: %d pixels differ' % (model_format, len(images),
+                                                            sum(differing)))
     if args.benchmark_size:
         height, width = size or args.benchmark_size
         ms = benchmark_latency(model, height, width, args.benchmark_batch)
+        row.update(latency_size=[height, width], latency_ms=round(ms, 2),
+                   images_per_second=round(1000 / ms, 2))
         print('%s latency at %dx%d, batch %d: %.1f ms per image (%.1f images/s)'
               % (model_format, height, width, args.benchmark_batch, ms, 1000 / ms))
-    return 0
+    return row
+
+
+def print_report(report):
+    """The report as a table, with the camera budget when latency was measured."""
+    print('| format | size MB | differing pixels | ms/image | images/s |')
+    print('|---|---|---|---|---|')
+    for row in report['formats']:
+        print('| %s | %.1f | %s | %s | %s |' % (
+            row['format'], row['bytes'] / 2 ** 20,
+            '%d (%.3f%%)' % (row['differing_pixels'], 100 * row['differing_fraction'])
+            if 'differing_pixels' in row else '-',
+            '%.1f' % row['latency_ms'] if 'latency_ms' in row else '-',
+            '%.1f' % row['images_per_second'] if 'latency_ms' in row else '-'))
+    if 'needed_images_per_second' in report:
+        print('%d camera(s) x %g fps = %g images/s needed: %s' % (
+            report['cameras'], report['fps'], report['needed_images_per_second'],
+            ', '.join('%s %s' % (row['format'], 'meets it' if row['images_per_second']
+                                 >= report['needed_images_per_second'] else 'does not')
+                      for row in report['formats'] if 'images_per_second' in row)))
 
 
 def main(argv=None):
@@ -85,11 +115,22 @@ def main(argv=None):
         export_saved_model(config, checkpoint, args.export_dir, args.formats, args.input_size,
                            args.float16)
         print('Exported %s to %s' % (checkpoint, args.export_dir))
-        status = 0
-        for model_format in ('saved_model',) + tuple(f for f in args.formats
-                                                     if f != 'saved_model'):
-            status = max(status, check_format(args, config, checkpoint, model_format))
-        return status
+        formats = ('saved_model',) + tuple(f for f in args.formats if f != 'saved_model')
+        report = {'checkpoint': checkpoint, 'model': config.model,
+                  'formats': [check_format(args, config, checkpoint, f) for f in formats],
+                  'cameras': args.cameras, 'fps': args.fps}
+        if args.benchmark_size:
+            report['needed_images_per_second'] = args.cameras * args.fps
+        atomic_write_text(os.path.join(args.export_dir, REPORT_FILENAME),
+                          json.dumps(report, indent=2))
+        print_report(report)
+        off = [row['format'] for row in report['formats']
+               if row.get('differing_fraction', 0) > PARITY_TOLERANCE]
+        if off:
+            print('error: %s disagree(s) with the checkpoint on more than %.1f%% of the pixels'
+                  % (', '.join(off), 100 * PARITY_TOLERANCE), file=sys.stderr)
+            return 1
+        return 0
 
     return run_job(work)
 

@@ -127,6 +127,11 @@ def test_export_parity_with_the_checkpoint(trained_run, demo_records, tmp_path):
     assert code == 0 and 'frozen_graph parity on 1 images: 0 pixels differ' in log, log
     assert 'onnx parity on 1 images: 0 pixels differ' in log
     assert 'tflite parity on 1 images:' in log and 'tflite latency at 64x80' in log
+    report = json.load(open(str(tmp_path / 'e3' / 'export_report.json')))
+    assert [row['format'] for row in report['formats']] == ['saved_model', 'frozen_graph',
+                                                           'onnx', 'tflite']
+    assert all(row['bytes'] > 0 and row['latency_ms'] > 0 for row in report['formats'])
+    assert '| tflite |' in log and 'images/s needed' in log
     assert 'saved_model parity on 1 images: 0 pixels differ' in log and 'ms per image' in log
     code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir',
                         str(tmp_path / 'e5'), '--formats', 'tflite')

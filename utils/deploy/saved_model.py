@@ -28,6 +28,24 @@ from utils.runtime import session_config
 
 FROZEN_GRAPH_FILENAME = 'frozen_inference_graph.pb'
 FORMATS = ('saved_model', 'frozen_graph', 'onnx', 'tflite')
+REPORT_FILENAME = 'export_report.json'
+PARITY_TOLERANCE = 0.001  # share of pixels a float format may classify otherwise (rounding)
+
+
+def format_path(export_dir, model_format):
+    """The file (or, for the SavedModel, the folder) of an exported format."""
+    return {'saved_model': export_dir,
+            'frozen_graph': os.path.join(export_dir, FROZEN_GRAPH_FILENAME),
+            'onnx': os.path.join(export_dir, ONNX_FILENAME),
+            'tflite': os.path.join(export_dir, TFLITE_FILENAME)}[model_format]
+
+
+def size_on_disk(path):
+    """Bytes of a file, or of the files of a SavedModel folder (its own files only)."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path)
+               for name in names if root != path or name in ('saved_model.pb', CONFIG_FILENAME))
 
 
 def export_saved_model(config, checkpoint, export_dir, formats=('saved_model',),

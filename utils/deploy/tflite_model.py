@@ -43,8 +43,9 @@ class TfliteModel:
     def __init__(self, path, outputs):
         self.interpreter = Interpreter(model_path=path, num_threads=available_cpus())
         self.interpreter.allocate_tensors()
-        self.input_index = self.interpreter.get_input_details()[0]['index']
-        self.input_shape = tuple(self.interpreter.get_input_details()[0]['shape'][1:3])
+        details = self.interpreter.get_input_details()[0]
+        self.input_index = details['index']
+        self.input_shape = tuple(int(v) for v in details['shape'][1:3])  # (H, W)
         by_name = {d['name'].split(':')[0]: d['index']
                    for d in self.interpreter.get_output_details()}
         self.output_indices = [by_name[name] for name in outputs]
