@@ -123,13 +123,18 @@ def test_export_parity_with_the_checkpoint(trained_run, demo_records, tmp_path):
     code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir',
                         str(tmp_path / 'e3'), '--parity_images', str(tmp_path / 'p.png'),
                         '--benchmark_size', '64,80', '--formats',
-                        'saved_model,frozen_graph,onnx,tflite', '--input_size', '64,80')
+                        'saved_model,frozen_graph,onnx,tflite,tflite_int8', '--input_size',
+                        '64,80', '--calibration_record', demo_records[0], '--validation_record',
+                        demo_records[1])
     assert code == 0 and 'frozen_graph parity on 1 images: 0 pixels differ' in log, log
     assert 'onnx parity on 1 images: 0 pixels differ' in log
     assert 'tflite parity on 1 images:' in log and 'tflite latency at 64x80' in log
     report = json.load(open(str(tmp_path / 'e3' / 'export_report.json')))
     assert [row['format'] for row in report['formats']] == ['saved_model', 'frozen_graph',
-                                                           'onnx', 'tflite']
+                                                           'onnx', 'tflite', 'tflite_int8']
+    int8 = report['formats'][-1]
+    assert 0 <= int8['mean_iou'] <= 1 and 'tflite_int8 mIoU' in log
+    assert int8['bytes'] < report['formats'][-2]['bytes'] / 2  # int8 weights
     assert all(row['bytes'] > 0 and row['latency_ms'] > 0 for row in report['formats'])
     assert '| tflite |' in log and 'images/s needed' in log
     assert 'saved_model parity on 1 images: 0 pixels differ' in log and 'ms per image' in log
@@ -137,8 +142,11 @@ def test_export_parity_with_the_checkpoint(trained_run, demo_records, tmp_path):
                         str(tmp_path / 'e5'), '--formats', 'tflite')
     assert code == 1 and 'give --input_size' in log and not os.path.exists(tmp_path / 'e5')
     code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir',
-                        str(tmp_path / 'e4'), '--formats', 'tflite_int8')
-    assert code == 1 and '--formats: unknown tflite_int8' in log
+                        str(tmp_path / 'e6'), '--formats', 'tflite_int8', '--input_size', '64,80')
+    assert code == 1 and 'give --calibration_record' in log
+    code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir',
+                        str(tmp_path / 'e4'), '--formats', 'tensorrt')
+    assert code == 1 and '--formats: unknown tensorrt' in log
 
 
 def test_predict_from_an_exported_model_matches_the_run(trained_run, demo_records, tmp_path):

@@ -20,14 +20,16 @@ from utils.config import resolve_config, save_config
 from utils.deploy.onnx_model import ONNX_FILENAME, OnnxModel, export_onnx
 from utils.deploy.serving import (CLASSES_KEY, INPUT_KEY, PROBABILITIES_KEY, SIGNATURE,
                                   build_serving_graph)
-from utils.deploy.tflite_model import TFLITE_FILENAME, TfliteModel, export_tflite
+from utils.deploy.tflite_model import (TFLITE_FILENAME, TFLITE_INT8_FILENAME, TfliteModel,
+                                       export_tflite, record_pairs)
+from utils.evaluation.metrics import confusion_matrix, scores
 from utils.errors import ConfigError
 from utils.fileio import output_error
 from utils.rundir import CONFIG_FILENAME
 from utils.runtime import session_config
 
 FROZEN_GRAPH_FILENAME = 'frozen_inference_graph.pb'
-FORMATS = ('saved_model', 'frozen_graph', 'onnx', 'tflite')
+FORMATS = ('saved_model', 'frozen_graph', 'onnx', 'tflite', 'tflite_int8')
 REPORT_FILENAME = 'export_report.json'
 PARITY_TOLERANCE = 0.001  # share of pixels a float format may classify otherwise (rounding)
 
@@ -37,7 +39,8 @@ def format_path(export_dir, model_format):
     return {'saved_model': export_dir,
             'frozen_graph': os.path.join(export_dir, FROZEN_GRAPH_FILENAME),
             'onnx': os.path.join(export_dir, ONNX_FILENAME),
-            'tflite': os.path.join(export_dir, TFLITE_FILENAME)}[model_format]
+            'tflite': os.path.join(export_dir, TFLITE_FILENAME),
+            'tflite_int8': os.path.join(export_dir, TFLITE_INT8_FILENAME)}[model_format]
 
 
 def size_on_disk(path):
@@ -49,20 +52,24 @@ def size_on_disk(path):
 
 
 def export_saved_model(config, checkpoint, export_dir, formats=('saved_model',),
-                       input_size=None, float16=False):
+                       input_size=None, float16=False, calibration_record=None):
     """Writes a SavedModel of the checkpoint to `export_dir` (which must not exist yet), and
     with 'frozen_graph' in `formats` also EXPORT_DIR/frozen_inference_graph.pb, with 'onnx'
     EXPORT_DIR/model.onnx (converted from the frozen graph, which is then written too), with
     'tflite' EXPORT_DIR/model.tflite for images of `input_size` (height, width; float16
-    weights with `float16`).
+    weights with `float16`), with 'tflite_int8' EXPORT_DIR/model_int8.tflite (full-integer,
+    calibrated on `calibration_record`).
 
     The model is built in a temporary folder beside it and renamed when complete; the run's
     config is saved in it as config.yaml.
     """
     if os.path.exists(export_dir):
         raise FileExistsError('export dir %s exists; remove it or choose another' % export_dir)
-    if 'tflite' in formats and not input_size:
+    if ('tflite' in formats or 'tflite_int8' in formats) and not input_size:
         raise ConfigError('TFLite models take one input size: give --input_size HEIGHT,WIDTH')
+    if 'tflite_int8' in formats and not calibration_record:
+        raise ConfigError('tflite_int8 is calibrated on images: give --calibration_record '
+                          '(e.g. a slice of the training records)')
     parent = os.path.dirname(os.path.abspath(export_dir))
     try:
         os.makedirs(parent, exist_ok=True)
@@ -91,6 +98,9 @@ def export_saved_model(config, checkpoint, export_dir, formats=('saved_model',),
         if 'tflite' in formats:
             export_tflite(config, checkpoint, os.path.join(tmp_dir, TFLITE_FILENAME),
                           input_size, float16)
+        if 'tflite_int8' in formats:
+            export_tflite(config, checkpoint, os.path.join(tmp_dir, TFLITE_INT8_FILENAME),
+                          input_size, calibration_record=calibration_record)
         if 'onnx' in formats:
             export_onnx(frozen, os.path.join(tmp_dir, ONNX_FILENAME), [INPUT_KEY + ':0'],
                         [CLASSES_KEY + ':0', PROBABILITIES_KEY + ':0'])
@@ -147,8 +157,8 @@ def load_exported(export_dir, model_format='saved_model',
     """The exported model of `model_format` (FORMATS) in `export_dir`."""
     if model_format == 'frozen_graph':
         return FrozenModel(os.path.join(export_dir, FROZEN_GRAPH_FILENAME), outputs)
-    if model_format == 'tflite':
-        return TfliteModel(os.path.join(export_dir, TFLITE_FILENAME), outputs)
+    if model_format in ('tflite', 'tflite_int8'):
+        return TfliteModel(format_path(export_dir, model_format), outputs)
     if model_format == 'onnx':
         return OnnxModel(os.path.join(export_dir, ONNX_FILENAME), INPUT_KEY + ':0',
                          ['%s:0' % key for key in outputs])
@@ -159,6 +169,16 @@ def parity_check(predictor, model, images):
     """Pixels whose class differs between the checkpoint and the exported model, per image."""
     return [int((predictor.predict(image).argmax(-1) != model(image[None])[0][0]).sum())
             for image in images]
+
+
+def compare_mean_iou(predictor, model, record_spec, size, num_classes):
+    """(mIoU of the checkpoint, mIoU of the exported `model`) on the images of `record_spec`
+    resized to `size` (height, width), labels by nearest neighbour."""
+    hists = [np.zeros((num_classes, num_classes), np.int64) for _ in range(2)]
+    for image, label in record_pairs(record_spec, size):
+        hists[0] += confusion_matrix(label, predictor.predict(image).argmax(-1), num_classes)
+        hists[1] += confusion_matrix(label, model(image[None])[0][0], num_classes)
+    return tuple(scores(hist)['mean_iou'] for hist in hists)
 
 
 def benchmark_latency(model, height, width, batch=1, runs=20, warmup=3):

@@ -1,25 +1,51 @@
-"""TFLite export (float32, or float16 weights) with builtin ops only, run by LiteRT.
+"""TFLite export (float32, float16 weights, or full-integer int8 calibrated on images) with
+builtin ops only, run by LiteRT.
 
 TFLite needs a fixed input size: the model takes uint8 RGB [1, H, W, 3] (`images`) and gives
 `classes` int32 [1, H, W] and `probabilities` float32 [1, H, W, n], preprocessing inside. The
 upsampling is built from conv2d_transpose (TRANSPOSE_CONV), which computes what the matmul
 version computes elsewhere; no Flex delegate is needed.
 """
+import cv2
 import numpy as np
 import tensorflow.compat.v1 as tf
 from ai_edge_litert.interpreter import Interpreter  # the successor of tf.lite.Interpreter
 
 from utils.crf import available_cpus
+from utils.data.records import (UndecodableRecord, decode_fields, example_fields,
+                                resolve_record_paths)
 from utils.deploy.serving import build_serving_graph
 from utils.fileio import atomic_write_bytes
 from utils.inference.predictor import restore_model
 from utils.runtime import session_config
 
 TFLITE_FILENAME = 'model.tflite'
+TFLITE_INT8_FILENAME = 'model_int8.tflite'
+CALIBRATION_IMAGES = 100  # images of the calibration record used for int8 ranges
 
 
-def export_tflite(config, checkpoint, path, input_size, float16=False):
-    """Writes the checkpoint as a TFLite model of input size (height, width) to `path`."""
+def record_pairs(record_spec, size, limit=0):
+    """(image uint8 [H, W, 3], label [H, W]) of a record set, resized to size (height, width):
+    images bilinearly, labels by nearest neighbour; `limit` > 0 stops after that many."""
+    count = 0
+    for path in resolve_record_paths(record_spec):
+        for record in tf.io.tf_record_iterator(path):
+            try:
+                image, label = decode_fields(example_fields(record, path))
+            except UndecodableRecord:
+                continue
+            yield (cv2.resize(np.ascontiguousarray(image), size[::-1],
+                              interpolation=cv2.INTER_AREA),
+                   cv2.resize(label, size[::-1], interpolation=cv2.INTER_NEAREST))
+            count += 1
+            if limit and count >= limit:
+                return
+
+
+def export_tflite(config, checkpoint, path, input_size, float16=False,
+                  calibration_record=None):
+    """Writes the checkpoint as a TFLite model of input size (height, width) to `path`; with
+    `calibration_record`, full-integer int8 (uint8 image in) calibrated on its first images."""
     with tf.Graph().as_default():
         images, classes, probabilities = build_serving_graph(
             config, (1,) + tuple(input_size), portable=True)
@@ -28,7 +54,14 @@ def export_tflite(config, checkpoint, path, input_size, float16=False):
             converter = tf.lite.TFLiteConverter.from_session(session, [images],
                                                              [classes, probabilities])
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-            if float16:
+            if calibration_record:
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                converter.representative_dataset = lambda: (
+                    [image[None]] for image, _ in record_pairs(
+                        calibration_record, input_size, CALIBRATION_IMAGES))
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                converter.inference_input_type = tf.uint8
+            elif float16:
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
                 converter.target_spec.supported_types = [tf.float16]
             model = converter.convert()
