@@ -10,6 +10,7 @@ session, with ratios.
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -139,7 +140,14 @@ def main(argv=None):
     args = parse_args(argv)
     setup_tensorflow()
     sections = split_list(args.sections)
-    work = tempfile.mkdtemp(prefix='fcn-bench-')
+    work = tempfile.mkdtemp(prefix='fcn-bench-')  # records, checkpoints, exports: ~300 MB
+    try:
+        run_sections(args, sections, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_sections(args, sections, work):
     peak = bench.gemm_peak_gflops()
     print('# Benchmark on %d CPU core(s); float32 matmul peak %.0f GFLOP/s'
           % (bench.cpu_count(), peak))
