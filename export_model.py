@@ -63,8 +63,9 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def check_format(args, config, checkpoint, model_format):
-    """Size, parity with the checkpoint and latency of one exported format: a report row."""
+def check_format(args, config, predictor, model_format):
+    """Size, parity with the checkpoint (`predictor`) and latency of one exported format: a
+    report row."""
     model = load_exported(args.export_dir, model_format)
     size = getattr(model, 'input_shape', None)  # a model of one input size (TFLite)
     row = {'format': model_format,
@@ -73,7 +74,7 @@ def check_format(args, config, checkpoint, model_format):
         images = [read_rgb(p) for p in expand_inputs(args.parity_images)]
         images = [im if size is None else cv2.resize(im, size[::-1], interpolation=cv2.INTER_AREA)
                   for im in images if im is not None]
-        differing = parity_check(Predictor(config, checkpoint), model, images)
+        differing = parity_check(predictor, model, images)
         pixels = sum(im.shape[0] * im.shape[1] for im in images)
         row.update(parity_images=len(images), differing_pixels=sum(differing),
                    differing_fraction=sum(differing) / max(pixels, 1))
@@ -88,8 +89,7 @@ def check_format(args, config, checkpoint, model_format):
               % (model_format, height, width, args.benchmark_batch, ms, 1000 / ms))
     if model_format == 'tflite_int8' and args.validation_record:
         row['checkpoint_mean_iou'], row['mean_iou'] = compare_mean_iou(
-            Predictor(config, checkpoint), model, args.validation_record, size,
-            config.num_classes)
+            predictor, model, args.validation_record, size, config.num_classes)
         print('tflite_int8 mIoU %.4f vs the checkpoint\'s %.4f on %s at %dx%d'
               % (row['mean_iou'], row['checkpoint_mean_iou'], args.validation_record, *size))
     return row
@@ -128,8 +128,9 @@ def main(argv=None):
                            args.float16, args.calibration_record)
         print('Exported %s to %s' % (checkpoint, args.export_dir))
         formats = ('saved_model',) + tuple(f for f in args.formats if f != 'saved_model')
+        predictor = Predictor(config, checkpoint)  # the reference: one restore for all formats
         report = {'checkpoint': checkpoint, 'model': config.model,
-                  'formats': [check_format(args, config, checkpoint, f) for f in formats],
+                  'formats': [check_format(args, config, predictor, f) for f in formats],
                   'cameras': args.cameras, 'fps': args.fps}
         if args.benchmark_size:
             report['needed_images_per_second'] = args.cameras * args.fps

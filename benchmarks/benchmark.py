@@ -25,7 +25,7 @@ from benchmarks import measurements as bench  # noqa: E402
 from utils.cli import list_of, split_list  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
 from utils.deploy.operations import count_ops  # noqa: E402
-from utils.runtime import setup_tensorflow  # noqa: E402
+from utils.runtime import available_cpus, setup_tensorflow  # noqa: E402
 
 SECTIONS = ('train', 'inference', 'mobilenet', 'crf', 'convert')
 size_of = list_of(int, count=2, minimum=32, example='224,224')  # 'HEIGHT,WIDTH'
@@ -131,7 +131,7 @@ def crf_section(data_dir):
     print('| %d %s images of %s, %dx%d, FCN-like scores | %.0f |'
           % (len(inputs), split, data_dir, height, width, bench.crf_ms_per_image(inputs)))
     print('| the same, all %d cores (CrfPool, as validation, evaluate.py and predict.py run it), '
-          'wall | %.0f |' % (bench.cpu_count(), bench.crf_pool_ms_per_image(inputs)))
+          'wall | %.0f |' % (available_cpus(), bench.crf_pool_ms_per_image(inputs)))
     print('| uniform-noise 360x480 image, random scores (lattice worst case) | %.0f |'
           % bench.crf_ms_per_image([bench.noise_crf_input()], runs=3))
 
@@ -150,7 +150,7 @@ def main(argv=None):
 def run_sections(args, sections, work):
     peak = bench.gemm_peak_gflops()
     print('# Benchmark on %d CPU core(s); float32 matmul peak %.0f GFLOP/s'
-          % (bench.cpu_count(), peak))
+          % (available_cpus(), peak))
     data_dir, records, config_path = prepare_data(args, work)
     trained = mobile = None
     if 'train' in sections:
@@ -162,11 +162,11 @@ def run_sections(args, sections, work):
     if 'crf' in sections:
         crf_section(data_dir)
     if 'convert' in sections:
-        rates = bench.conversion_rates(data_dir, 'train', (1, bench.cpu_count()), work,
+        rates = bench.conversion_rates(data_dir, 'train', (1, available_cpus()), work,
                                        config_path)
         print('\n## Conversion (%s, median of 3): %s; scaling %.2fx' % (
             data_dir, ', '.join('%d worker(s) %.1f img/s' % (n, r) for n, r in rates.items()),
-            rates[bench.cpu_count()] / rates[1]))
+            rates[available_cpus()] / rates[1]))
     print('\nPeak memory (RSS) of this process: %.0f MB' % bench.peak_rss_mb())
     if args.peers:
         print('\n## Peers (same session)')

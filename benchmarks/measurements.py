@@ -3,7 +3,6 @@ in-memory synthetic inputs), matrix-multiply peak, inference latency, CRF time, 
 speed. Each function returns plain numbers; the script prints the table."""
 import dataclasses
 import json
-import multiprocessing
 import os
 import resource
 import subprocess
@@ -166,11 +165,6 @@ def conversion_rates(data_dir, split, worker_counts, work, config_path, repeats=
 
 def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def cpu_count():
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (
-        multiprocessing.cpu_count())
 
 
 def with_overrides(config, **changes):

@@ -2,11 +2,12 @@
 core (`dense_crf`) or on all of them over a stream of images (`CrfPool`)."""
 import collections
 import multiprocessing
-import os
 
 import numpy as np
 import pydensecrf.densecrf as dcrf
 from pydensecrf.utils import unary_from_softmax
+
+from utils.runtime import available_cpus
 
 # Typical settings (DeepLab / pydensecrf examples): smoothness and appearance kernels.
 GAUSSIAN_SXY = 3
@@ -38,11 +39,6 @@ def dense_crf(image, probabilities, iterations=5, bilateral_compat=BILATERAL_COM
                              compat=bilateral_compat)
     marginals = np.array(crf.inference(iterations)).reshape(num_classes, height, width)
     return marginals.argmax(axis=0)
-
-
-def available_cpus():
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (
-        multiprocessing.cpu_count())
 
 
 class CrfPool:

@@ -1,5 +1,7 @@
 """Process and session set-up shared by the jobs (called from their main(), never on import)."""
 import logging
+import multiprocessing
+import os
 import sys
 import warnings
 
@@ -17,6 +19,12 @@ def make_logger(name):
     """A timestamped logger on stdout; returns its info method."""
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s', stream=sys.stdout)
     return logging.getLogger(name).info
+
+
+def available_cpus():
+    """The cores this process may run on (its affinity), else all of the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (
+        multiprocessing.cpu_count())
 
 
 def session_config(devices=()):

@@ -141,9 +141,10 @@ def decode_fields(fields):
 
 
 def labels_outside(label, num_classes):
-    """Sorted label values that are neither a class in [0, num_classes) nor IGNORE_LABEL."""
-    values = np.unique(label)
-    return values[(values >= num_classes) & (values != IGNORE_LABEL)].tolist()
+    """Sorted label values that are neither a class in [0, num_classes) nor IGNORE_LABEL
+    (one vectorised pass; values are sorted only when there are some)."""
+    bad = (label >= num_classes) & (label != IGNORE_LABEL)
+    return np.unique(label[bad]).tolist() if bad.any() else []
 
 
 def parse_example(serialized, failures=None, num_classes=None, path=''):
@@ -166,12 +167,10 @@ def parse_example(serialized, failures=None, num_classes=None, path=''):
             if failures is not None:
                 failures.add(name)
             return np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.uint8), False
-        if num_classes is not None:
-            bad = (label >= num_classes) & (label != IGNORE_LABEL)
-            if bad.any():
-                raise LabelsOutOfRange(out_of_range_message(
-                    path.decode('utf-8', 'replace'), name, np.unique(label[bad]).tolist(),
-                    num_classes))
+        bad = labels_outside(label, num_classes) if num_classes is not None else []
+        if bad:
+            raise LabelsOutOfRange(out_of_range_message(path.decode('utf-8', 'replace'), name,
+                                                        bad, num_classes))
         return np.ascontiguousarray(image), np.ascontiguousarray(label), True
 
     image, label, ok = tf.numpy_function(
@@ -183,6 +182,22 @@ def parse_example(serialized, failures=None, num_classes=None, path=''):
     label.set_shape([None, None])
     ok.set_shape([])
     return {'image': image, 'label': label, 'filename': features[KEY_FILENAME], 'ok': ok}
+
+
+def read_pairs(record_spec, limit=0):
+    """(RGB image uint8 [h, w, 3], label uint8 [h, w]) of every record that decodes, in file
+    order, outside the graph (calibration, offline scoring); `limit` > 0 stops after that
+    many."""
+    count = 0
+    for path in resolve_record_paths(record_spec):
+        for record in tf.io.tf_record_iterator(path):
+            try:
+                yield decode_fields(example_fields(record, path))
+            except UndecodableRecord:
+                continue
+            count += 1
+            if limit and count >= limit:
+                return
 
 
 def check_records(paths, num_classes, samples=3):

@@ -25,6 +25,7 @@ from utils.deploy.tflite_model import (TFLITE_FILENAME, TFLITE_INT8_FILENAME, Tf
 from utils.evaluation.metrics import confusion_matrix, scores
 from utils.errors import ConfigError
 from utils.fileio import output_error
+from utils.inference.image_files import resized_channels
 from utils.rundir import CONFIG_FILENAME
 from utils.runtime import session_config
 
@@ -155,14 +156,14 @@ class FrozenModel:
 def load_exported(export_dir, model_format='saved_model',
                   outputs=(CLASSES_KEY, PROBABILITIES_KEY)):
     """The exported model of `model_format` (FORMATS) in `export_dir`."""
+    path = format_path(export_dir, model_format)
     if model_format == 'frozen_graph':
-        return FrozenModel(os.path.join(export_dir, FROZEN_GRAPH_FILENAME), outputs)
+        return FrozenModel(path, outputs)
     if model_format in ('tflite', 'tflite_int8'):
-        return TfliteModel(format_path(export_dir, model_format), outputs)
+        return TfliteModel(path, outputs)
     if model_format == 'onnx':
-        return OnnxModel(os.path.join(export_dir, ONNX_FILENAME), INPUT_KEY + ':0',
-                         ['%s:0' % key for key in outputs])
-    return ExportedModel(export_dir, outputs)
+        return OnnxModel(path, INPUT_KEY + ':0', ['%s:0' % key for key in outputs])
+    return ExportedModel(path, outputs)
 
 
 def parity_check(predictor, model, images):
@@ -229,8 +230,5 @@ class ExportedPredictor:
             return self.model(images)[0]
         resized = np.stack([cv2.resize(image, size[::-1], interpolation=cv2.INTER_LINEAR)
                             for image in images])
-        probabilities = self.model(resized)[0]
-        return np.stack([np.stack([cv2.resize(np.ascontiguousarray(p[..., c]), (width, height),
-                                              interpolation=cv2.INTER_LINEAR)
-                                   for c in range(p.shape[-1])], axis=-1)
-                         for p in probabilities])
+        return np.stack([np.stack(list(resized_channels(p, (height, width))), axis=-1)
+                         for p in self.model(resized)[0]])

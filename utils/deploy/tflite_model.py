@@ -11,13 +11,11 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 from ai_edge_litert.interpreter import Interpreter  # the successor of tf.lite.Interpreter
 
-from utils.crf import available_cpus
-from utils.data.records import (UndecodableRecord, decode_fields, example_fields,
-                                resolve_record_paths)
+from utils.data.records import read_pairs
 from utils.deploy.serving import build_serving_graph
 from utils.fileio import atomic_write_bytes
 from utils.inference.predictor import restore_model
-from utils.runtime import session_config
+from utils.runtime import available_cpus, session_config
 
 TFLITE_FILENAME = 'model.tflite'
 TFLITE_INT8_FILENAME = 'model_int8.tflite'
@@ -25,21 +23,11 @@ CALIBRATION_IMAGES = 100  # images of the calibration record used for int8 range
 
 
 def record_pairs(record_spec, size, limit=0):
-    """(image uint8 [H, W, 3], label [H, W]) of a record set, resized to size (height, width):
-    images bilinearly, labels by nearest neighbour; `limit` > 0 stops after that many."""
-    count = 0
-    for path in resolve_record_paths(record_spec):
-        for record in tf.io.tf_record_iterator(path):
-            try:
-                image, label = decode_fields(example_fields(record, path))
-            except UndecodableRecord:
-                continue
-            yield (cv2.resize(np.ascontiguousarray(image), size[::-1],
-                              interpolation=cv2.INTER_AREA),
-                   cv2.resize(label, size[::-1], interpolation=cv2.INTER_NEAREST))
-            count += 1
-            if limit and count >= limit:
-                return
+    """utils.data.records.read_pairs resized to a fixed-size model's size (height, width):
+    images by area, labels by nearest neighbour."""
+    for image, label in read_pairs(record_spec, limit):
+        yield (cv2.resize(np.ascontiguousarray(image), size[::-1], interpolation=cv2.INTER_AREA),
+               cv2.resize(label, size[::-1], interpolation=cv2.INTER_NEAREST))
 
 
 def export_tflite(config, checkpoint, path, input_size, float16=False,

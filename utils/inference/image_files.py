@@ -70,6 +70,15 @@ def predict_capped(predictor, image, max_side=0):
     return small, predictor.predict(small)
 
 
+def resized_channels(probabilities, shape):
+    """Each class's probabilities [h', w', n] resized bilinearly to `shape` (h, w), one at a
+    time (so that all classes need not be held at the large size)."""
+    height, width = shape[:2]
+    for c in range(probabilities.shape[-1]):
+        yield cv2.resize(np.ascontiguousarray(probabilities[..., c]), (width, height),
+                         interpolation=cv2.INTER_LINEAR)
+
+
 def full_size_class_map(probabilities, shape, crf_map=None):
     """The class map [h, w] at the input's `shape` from probabilities (or a CRF class map) of
     a possibly smaller run: probabilities are resized bilinearly one class at a time (a
@@ -84,9 +93,7 @@ def full_size_class_map(probabilities, shape, crf_map=None):
         return probabilities.argmax(-1)
     best = np.full((height, width), -1.0, np.float32)
     class_map = np.zeros((height, width), np.uint8)
-    for c in range(probabilities.shape[-1]):
-        channel = cv2.resize(np.ascontiguousarray(probabilities[..., c]), (width, height),
-                             interpolation=cv2.INTER_LINEAR)
+    for c, channel in enumerate(resized_channels(probabilities, shape)):
         better = channel > best
         best[better], class_map[better] = channel[better], c
     return class_map

@@ -15,8 +15,8 @@ from utils.evaluation.reports import class_names_of
 from utils.evaluation.scoring import run_validation
 from utils.fileio import atomic_write_text
 from utils.training.monitoring import (append_jsonl, current_rss_mb, format_duration,
-                                       format_scores, image_summary, plot_progress, read_jsonl,
-                                       scalar_summary)
+                                       format_scores, format_size, image_summary, plot_progress,
+                                       read_jsonl, scalar_summary)
 
 
 class TrainingLoop:
@@ -195,7 +195,3 @@ class TrainingLoop:
 def checkpoint_bytes(prefix):
     """Bytes on disk of the checkpoint `prefix` (its index and data files)."""
     return sum(os.path.getsize(p) for p in glob.glob(glob.escape(prefix) + '.*'))
-
-
-def format_size(size):
-    return '%.1f MB' % (size / 2 ** 20) if size < 2 ** 30 else '%.2f GB' % (size / 2 ** 30)

@@ -26,6 +26,11 @@ def format_duration(seconds):
     return '%d:%02d:%02d' % (seconds // 3600, seconds // 60 % 60, seconds % 60)
 
 
+def format_size(size):
+    """'123.4 MB' or '1.23 GB'."""
+    return '%.1f MB' % (size / 2 ** 20) if size < 2 ** 30 else '%.2f GB' % (size / 2 ** 30)
+
+
 def current_rss_mb():
     """Current resident memory of this process in MB (Linux), else the peak."""
     try:
