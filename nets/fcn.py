@@ -66,21 +66,13 @@ def pad_to_multiple(images, multiple):
     return tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
 
 
-def resize_to(net, reference):
-    """Bilinear resize of `net` to the spatial size of `reference` (for VALID-padded backbones
-    whose strides are not exact)."""
-    return tf.image.resize(net, tf.shape(reference)[1:3], method='bilinear')
-
-
-def upsample_and_fuse(net, skips, num_classes, learn_upsampling=True, exact=True):
+def upsample_and_fuse(net, skips, num_classes, learn_upsampling=True):
     """The FCN skip architecture: 2x upsample the scores, add the scores of a finer layer, repeat.
 
     Args:
       net: coarse class scores [batch, h, w, num_classes].
       skips: [(name, features)] from coarse to fine, each at twice the previous resolution
         (e.g. [('pool4', ...), ('pool3', ...)]); scored by zero-initialised `score_NAME`.
-      exact: the sizes match exactly (inputs padded to the stride); otherwise the upsampled
-        scores are resized to each skip's size.
     Returns:
       fused scores at the finest skip's resolution.
     """
@@ -88,8 +80,6 @@ def upsample_and_fuse(net, skips, num_classes, learn_upsampling=True, exact=True
     for name, features in skips:
         net = upsample(net, num_classes, 2, learn_upsampling, upscore_name)
         skip_score = score(features, num_classes, 'score_' + name)
-        if not exact:
-            net = resize_to(net, skip_score)
         net = tf.add(net, skip_score, name='fuse_' + name)
         upscore_name = 'upscore_' + name
     return net
