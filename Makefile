@@ -1,12 +1,13 @@
 # make demo: set up, build the synthetic demo dataset, convert it, train FCN-8s, write JPEGs.
 # make test: set up, run the test suite.
+# make gpu-check: set up, run the GPU tests verbosely and print their figures (skips without GPU).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= build/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup clean
+.PHONY: demo test gpu-check setup clean
 
 setup: $(VENV)/.installed
 
@@ -28,6 +29,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+gpu-check: setup
+	$(PY) -m pytest tests/test_gpu.py -v -s -rs -p no:cacheprovider
 
 clean:
 	rm -rf build

@@ -14,7 +14,7 @@ from nets.inputs import MEAN_RGB
 from tests.conftest import ROOT
 from utils.config import IGNORE_LABEL, resolve_config
 from utils.training.monitoring import read_jsonl
-from utils.training.optimization import learning_rate
+from utils.training.optimization import Optimizers, build_train_op, learning_rate
 from utils.data.preprocessing import preprocess_for_train
 from utils.training.trainer import train
 
@@ -93,6 +93,35 @@ def test_schedule_values(overrides, expected):
     with tf.Session() as sess:
         for at, value in expected.items():
             assert np.isclose(sess.run(lr, {step: at}), value, rtol=1e-5), at
+
+
+@pytest.mark.parametrize('optimizer', ['adam', 'rmsprop', 'momentum'])
+def test_learning_rate_factors_scale_each_update(optimizer):
+    """bias_lr_multiplier and backbone_lr_multiplier scale the first update of each variable
+    by their product, with every optimizer (Adam and RMSProp divide a gradient's scale away,
+    so scaling gradients would do nothing there)."""
+    config = resolve_config(None, {'optimizer': optimizer, 'learning_rate': '0.01',
+                                   'momentum': '0', 'bias_lr_multiplier': '2',
+                                   'backbone_lr_multiplier': '0.1'})
+    expected = {'fcn/score/weights': 1.0, 'fcn/score/biases': 2.0,
+                'vgg_16/conv/weights': 0.1, 'vgg_16/conv/biases': 0.2}
+    with tf.Graph().as_default():
+        step = tf.train.get_or_create_global_step()
+        variables = [tf.get_variable(name, [3], initializer=tf.zeros_initializer())
+                     for name in expected]
+        loss = tf.add_n([tf.reduce_sum(v * [1.0, -2.0, 0.5]) for v in variables])
+        train_op = build_train_op(Optimizers(config, learning_rate(config, step)), loss, step,
+                                  variables, config)
+        with tf.Session() as session:
+            session.run(tf.global_variables_initializer())
+            session.run(train_op)
+            values, at = session.run([variables, step])
+    assert at == 1
+    plain = {}  # the update of a factor-1 variable, per element
+    for name, value in zip(expected, values):
+        plain.setdefault('ref', np.abs(value) / expected[name])
+        np.testing.assert_allclose(np.abs(value) / expected[name], plain['ref'], rtol=1e-3,
+                                   err_msg=name)
 
 
 def checkpoint_values(path):
@@ -226,3 +255,17 @@ def test_the_plotted_loss_is_smoothed_as_tensorboard_does():
     out = smoothed(values, 0.9)
     assert out[0] == 1.0  # debiased: the first point is the value itself
     assert abs(out[-1] - 0.5) < 0.06 and max(out[100:]) - min(out[100:]) < 0.12
+
+
+def test_precision_auto_picks_bfloat16_only_on_a_bfloat16_cpu_without_gpu(tmp_path):
+    from utils.runtime import cpu_bfloat16_flags, resolve_precision
+    assert resolve_precision('auto', gpus=[], bf16_flags=('avx512_bf16',))[0] == 'mixed_bfloat16'
+    assert resolve_precision('auto', gpus=[], bf16_flags=())[0] == 'float32'
+    assert resolve_precision('auto', gpus=['GPU:0'], bf16_flags=('amx_bf16',))[0] == 'float32'
+    assert resolve_precision('float32', gpus=[], bf16_flags=('avx512_bf16',))[0] == 'float32'
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text('processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx2\n')
+    assert cpu_bfloat16_flags(str(cpuinfo)) == ('avx512_bf16',)
+    cpuinfo.write_text('processor\t: 0\nflags\t\t: fpu avx2\n')
+    assert cpu_bfloat16_flags(str(cpuinfo)) == ()
+    assert cpu_bfloat16_flags(str(tmp_path / 'missing')) == ()

@@ -82,7 +82,8 @@ class Config:
     classifier_depth: int = _model(1024, 'MobileNet FCN head: pointwise depth')
     at_once: bool = _model(False, 'FCN-8s at-once: scale pool4 by 0.01 and pool3 by 0.0001')
     learn_upsampling: bool = _model(True, 'false: transposed convs stay fixed bilinear')
-    precision: str = _model('float32', 'float32 | mixed_bfloat16 (CPU, oneDNN) | '
+    precision: str = _model('auto', 'auto (mixed_bfloat16 on CPUs with bfloat16 units and no '
+                            'GPU, else float32) | float32 | mixed_bfloat16 (CPU, oneDNN) | '
                             'mixed_float16 (GPU)')
     batch_size: int = _optim(4, 'images per step (the global batch with several replicas)')
     max_steps: int = _optim(1000, 'training ends at this step')
@@ -97,6 +98,8 @@ class Config:
     gradient_clip_norm: float = _optim(0.0, 'clip gradients to this global norm; 0: no clipping')
     bias_lr_multiplier: float = _optim(1.0, 'learning rate factor of biases (the reference '
                                        'FCN recipe: 2)')
+    backbone_lr_multiplier: float = _optim(1.0, 'learning rate factor of the pretrained '
+                                           'backbone (every variable outside the head)')
     loss_normalization: str = _optim('mean', 'mean over labelled pixels | sum (reference FCN '
                                      'recipe)')
     hard_pixel_fraction: float = _optim(1.0, '< 1: only the hardest fraction of pixels count')
@@ -170,6 +173,10 @@ class Config:
                               % self.dropout_keep_prob)
         if self.learning_rate <= 0:
             raise ConfigError('learning_rate must be positive, got %r' % self.learning_rate)
+        for name in ('bias_lr_multiplier', 'backbone_lr_multiplier'):
+            if getattr(self, name) <= 0:
+                raise ConfigError('%s must be positive, got %r (to freeze variables, set '
+                                  'trainable_scopes)' % (name, getattr(self, name)))
         if not 0 < self.hard_pixel_fraction <= 1:
             raise ConfigError('hard_pixel_fraction must be in (0, 1], got %r'
                               % self.hard_pixel_fraction)
@@ -194,7 +201,7 @@ class Config:
         choices = {'optimizer': ('adam', 'momentum', 'rmsprop'),
                    'lr_schedule': ('fixed', 'step', 'poly'),
                    'loss_normalization': ('mean', 'sum'),
-                   'precision': ('float32', 'mixed_bfloat16', 'mixed_float16'),
+                   'precision': ('auto', 'float32', 'mixed_bfloat16', 'mixed_float16'),
                    'distribution': ('none', 'mirrored', 'multi_worker')}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

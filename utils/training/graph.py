@@ -9,7 +9,7 @@ from nets import build_network
 from utils.data.pipeline import train_dataset
 from utils.errors import ConfigError
 from utils.training.losses import softmax_cross_entropy_ignore
-from utils.training.optimization import (build_optimizer, build_train_op, in_scopes,
+from utils.training.optimization import (Optimizers, build_train_op, in_scopes,
                                          learning_rate)
 
 
@@ -44,7 +44,7 @@ def trainable_variable_lists(config):
     return var_lists
 
 
-def make_step_fn(config, weights, optimizer, global_step):
+def make_step_fn(config, weights, optimizers, global_step):
     """One replica's step on a batch: {train op name: (loss after the update, step after it)}."""
     def step_fn(batch):
         images, labels = batch
@@ -57,7 +57,7 @@ def make_step_fn(config, weights, optimizer, global_step):
         total_loss = loss + tf.losses.get_regularization_loss()
         outputs = {}
         for name, variables in trainable_variable_lists(config).items():
-            op = build_train_op(optimizer, total_loss, global_step, variables, config)
+            op = build_train_op(optimizers, total_loss, global_step, variables, config)
             with tf.control_dependencies([op]):
                 outputs[name] = (tf.identity(loss), global_step.read_value())
         return outputs
@@ -86,7 +86,7 @@ def build_training_graph(config, log, failures=None, strategy=None, dataset=None
     with strategy.scope() if strategy else contextlib.nullcontext():
         global_step = tf.train.get_or_create_global_step()
         lr = learning_rate(config, global_step)
-        step_fn = make_step_fn(config, weights, build_optimizer(config, lr), global_step)
+        step_fn = make_step_fn(config, weights, Optimizers(config, lr), global_step)
         # 3. Model, loss and one train op per stage, on each replica.
         input_init = []
         if strategy is None:

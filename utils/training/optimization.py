@@ -1,5 +1,9 @@
-"""Learning-rate schedules, optimisers and the train op (clipping, bias lr, stages, precision)."""
+"""Learning-rate schedules, optimisers and the train op (clipping, lr factors, stages,
+precision)."""
 import tensorflow.compat.v1 as tf
+
+from nets.fcn import HEAD_SCOPE
+from utils.errors import ConfigError
 
 
 def learning_rate(config, global_step):
@@ -20,6 +24,7 @@ def learning_rate(config, global_step):
 
 
 def build_optimizer(config, lr):
+    """The config's optimizer at learning rate `lr` (a tensor)."""
     if config.optimizer == 'momentum':
         optimizer = tf.train.MomentumOptimizer(lr, config.momentum)
     elif config.optimizer == 'rmsprop':
@@ -32,6 +37,42 @@ def build_optimizer(config, lr):
     return optimizer
 
 
+def lr_factor(variable, config):
+    """The learning-rate factor of `variable`: bias_lr_multiplier for biases, times
+    backbone_lr_multiplier outside the head."""
+    name = variable.op.name
+    factor = config.bias_lr_multiplier if name.endswith('/biases') else 1.0
+    if not name.startswith(HEAD_SCOPE + '/'):
+        factor *= config.backbone_lr_multiplier
+    return factor
+
+
+class Optimizers:
+    """The config's optimizer, and one more per learning-rate factor other than 1.
+
+    With momentum SGD, scaling a gradient scales its update exactly, so factors scale the
+    gradients. Adam and RMSProp divide the gradient's scale away, so each factor gets an
+    optimizer of its own at lr x factor (their slots keep the per-variable names `VAR/Adam`,
+    `VAR/Adam_1`).
+    """
+
+    def __init__(self, config, lr):
+        self.config, self.lr = config, lr
+        self.main = build_optimizer(config, lr)
+        self._scaled = {}
+
+    def for_factor(self, factor):
+        if factor == 1.0 or self.config.optimizer == 'momentum':
+            return self.main
+        if self.config.precision == 'mixed_float16':
+            raise ConfigError('bias_lr_multiplier and backbone_lr_multiplier need optimizer '
+                              'momentum under precision mixed_float16 (one loss scale); '
+                              'set them to 1 or use momentum')
+        if factor not in self._scaled:
+            self._scaled[factor] = build_optimizer(self.config, self.lr * factor)
+        return self._scaled[factor]
+
+
 def in_scopes(variables, scopes):
     """The variables under any of `scopes` (all of them when `scopes` is empty)."""
     if not scopes:
@@ -40,20 +81,28 @@ def in_scopes(variables, scopes):
     return [v for v in variables if any(v.op.name.startswith(p) for p in prefixes)]
 
 
-def build_train_op(optimizer, loss, global_step, variables, config):
-    """minimize() with optional gradient clipping and a larger lr for biases."""
-    grads_and_vars = [(g, v) for g, v in optimizer.compute_gradients(loss, variables)
+def build_train_op(optimizers, loss, global_step, variables, config):
+    """The update of `variables` (an Optimizers'), with optional gradient clipping and each
+    variable's learning-rate factor (lr_factor); increments global_step once."""
+    grads_and_vars = [(g, v) for g, v in optimizers.main.compute_gradients(loss, variables)
                       if g is not None]
     if config.gradient_clip_norm > 0:
         grads, variables_ = zip(*grads_and_vars)
         grads, _ = tf.clip_by_global_norm(grads, config.gradient_clip_norm)
         grads_and_vars = list(zip(grads, variables_))
-    if config.bias_lr_multiplier != 1.0:
-        grads_and_vars = [(g * config.bias_lr_multiplier if v.op.name.endswith('/biases') else g,
-                           v) for g, v in grads_and_vars]
+    groups = {}  # optimizer -> its (gradient, variable) pairs, in first-seen order
+    for g, v in grads_and_vars:
+        factor = lr_factor(v, config)
+        optimizer = optimizers.for_factor(factor)
+        if optimizer is optimizers.main and factor != 1.0:
+            g = g * factor  # momentum SGD: exact
+        groups.setdefault(optimizer, []).append((g, v))
     update_ops = tf.get_collection(tf.GraphKeys.UPDATE_OPS)
     with tf.control_dependencies(update_ops):
-        return optimizer.apply_gradients(grads_and_vars, global_step=global_step)
+        # The first group's optimizer increments the step (with a loss scale: as it decides).
+        updates = [optimizer.apply_gradients(pairs, global_step=global_step if i == 0 else None)
+                   for i, (optimizer, pairs) in enumerate(groups.items())]
+        return tf.group(*updates)
 
 
 def session_rewrites(proto, precision):

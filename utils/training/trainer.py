@@ -8,6 +8,7 @@ What goes where in the run directory: utils/rundir.py.
 """
 
 import contextlib
+import dataclasses
 
 import tensorflow
 import tensorflow.compat.v1 as tf
@@ -19,7 +20,7 @@ from utils.data.records import DecodeFailures
 from utils.errors import CheckpointError, ConfigError, TrainingError
 from utils.evaluation.scoring import build_eval_graph
 from utils.rundir import RunDir
-from utils.runtime import session_config
+from utils.runtime import resolve_precision, session_config
 from utils.training.distribution import (check_devices, is_chief, make_strategy,
                                          session_target)
 from utils.training.graph import build_training_graph
@@ -125,6 +126,9 @@ def train(config, log=print, should_stop=lambda: False):
     if not config.output_dir or not config.dataset_train:
         raise ConfigError('output_dir and dataset_train are required')
     check_devices(config)
+    precision, why = resolve_precision(config.precision)
+    log('Precision: %s (%s)' % (precision, why))
+    config = dataclasses.replace(config, precision=precision)
     run = RunDir(config.output_dir)
     with run.lock(log) if is_chief(config) else contextlib.nullcontext():
         prepare_run(config, run, log)
