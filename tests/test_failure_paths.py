@@ -277,6 +277,9 @@ def test_expected_mistakes_end_in_one_line(tmp_path, trained_run, demo_records):
           str(tmp_path / 'e'), '--num_images', '-1'), 2, "'-1' is not an integer >= 0"),
         (('train.py', *TINY, '--dataset_train', demo_records[0], '--output_dir',
           str(tmp_path / 'r'), '--precision', 'mixed_float16'), 1, 'needs a CUDA GPU'),
+        (('train.py', *TINY, '--dataset_train', demo_records[0], '--output_dir',
+          str(tmp_path / 'r2'), '--precision', 'mixed_bfloat16', '--distribution',
+          'multi_worker'), 1, 'does not run with distribution multi_worker'),
         (('export_model.py', '--run_dir', trained_run, '--export_dir',
           str(blocker / 'model')), 1, 'cannot write'),
     ]

@@ -259,10 +259,13 @@ def test_the_plotted_loss_is_smoothed_as_tensorboard_does():
 
 def test_precision_auto_picks_bfloat16_only_on_a_bfloat16_cpu_without_gpu(tmp_path):
     from utils.runtime import cpu_bfloat16_flags, resolve_precision
-    assert resolve_precision('auto', gpus=[], bf16_flags=('avx512_bf16',))[0] == 'mixed_bfloat16'
+    bf16 = ('avx512_bf16',)
+    assert resolve_precision('auto', gpus=[], bf16_flags=bf16)[0] == 'mixed_bfloat16'
+    assert resolve_precision('auto', 'mirrored', gpus=[], bf16_flags=bf16)[0] == 'mixed_bfloat16'
+    assert resolve_precision('auto', 'multi_worker', gpus=[], bf16_flags=bf16)[0] == 'float32'
     assert resolve_precision('auto', gpus=[], bf16_flags=())[0] == 'float32'
     assert resolve_precision('auto', gpus=['GPU:0'], bf16_flags=('amx_bf16',))[0] == 'float32'
-    assert resolve_precision('float32', gpus=[], bf16_flags=('avx512_bf16',))[0] == 'float32'
+    assert resolve_precision('float32', gpus=[], bf16_flags=bf16)[0] == 'float32'
     cpuinfo = tmp_path / 'cpuinfo'
     cpuinfo.write_text('processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx2\n')
     assert cpu_bfloat16_flags(str(cpuinfo)) == ('avx512_bf16',)

@@ -25,7 +25,12 @@ def cluster_task():
 
 def check_devices(config):
     """Refuses GPU-only settings (mixed_float16, GPU devices) where no CUDA GPU is visible,
-    instead of training on the CPU under a log that claims GPUs."""
+    instead of training on the CPU under a log that claims GPUs, and bfloat16 with several
+    workers (the oneDNN rewrite makes bfloat16 kernels the worker runtime does not have)."""
+    if config.precision == 'mixed_bfloat16' and config.distribution == 'multi_worker':
+        raise ConfigError('precision mixed_bfloat16 does not run with distribution '
+                          'multi_worker (the workers lack its bfloat16 kernels); use precision '
+                          'float32 or auto')
     gpus = [d for d in config.devices if 'gpu' in d.lower()]
     if (config.precision == 'mixed_float16' or gpus) and not (
             tensorflow.config.list_physical_devices('GPU')):

@@ -126,7 +126,7 @@ def train(config, log=print, should_stop=lambda: False):
     if not config.output_dir or not config.dataset_train:
         raise ConfigError('output_dir and dataset_train are required')
     check_devices(config)
-    precision, why = resolve_precision(config.precision)
+    precision, why = resolve_precision(config.precision, config.distribution)
     log('Precision: %s (%s)' % (precision, why))
     config = dataclasses.replace(config, precision=precision)
     run = RunDir(config.output_dir)
