@@ -20,7 +20,8 @@ import_tensorflow_quietly()
 
 from utils.cli import list_of, non_negative_int, output_folder, run_job  # noqa: E402
 from utils.crf import CrfPool  # noqa: E402
-from utils.evaluation.crf_search import collect_probabilities, crf_search  # noqa: E402
+from utils.evaluation.crf_search import (collect_probabilities, crf_search,  # noqa: E402
+                                         format_search_table)
 from utils.evaluation.reports import class_names_of, per_class_markdown, write_reports  # noqa: E402
 from utils.evaluation.scoring import evaluate  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
@@ -56,20 +57,27 @@ def parse_args(argv=None):
     p.add_argument('--crf_compats', type=floats, default=(3, 5, 10))
     p.add_argument('--crf_sxys', type=floats, default=(30, 60, 90))
     p.add_argument('--crf_srgbs', type=floats, default=(3, 5, 13))
+    p.add_argument('--crf_gaussian_compats', type=floats, default=None,
+                   help='smoothness kernel weights to try (default: the config\'s)')
     return p.parse_args(argv)
 
 
 def run_crf_search(args, config, checkpoint):
-    samples = collect_probabilities(config, checkpoint, args.dataset, args.crf_search)
-    result = crf_search(samples, config.num_classes, config.crf_iterations, args.crf_compats,
-                        args.crf_sxys, args.crf_srgbs)
+    gaussian_compats = args.crf_gaussian_compats or (config.crf_gaussian_compat,)
+    with CrfPool() as crf_pool:  # its processes before the session's threads
+        samples = collect_probabilities(config, checkpoint, args.dataset, args.crf_search)
+        result = crf_search(samples, config.num_classes, config.crf_iterations,
+                            args.crf_compats, args.crf_sxys, args.crf_srgbs, gaussian_compats,
+                            crf_pool)
     path = os.path.join(args.output_dir, 'crf_search.json')
     atomic_write_text(path, json.dumps(result, indent=2))
     best = result['best']
+    print(format_search_table(result))
     print('CRF search on %d images: without CRF mIoU %.4f; best crf_bilateral_compat %g, '
-          'crf_bilateral_sxy %g, crf_bilateral_srgb %g: mIoU %.4f (gain %+.4f). Written to %s'
+          'crf_bilateral_sxy %g, crf_bilateral_srgb %g, crf_gaussian_compat %g: mIoU %.4f '
+          '(gain %+.4f). Written to %s'
           % (len(samples), result['no_crf_mean_iou'], best['compat'], best['sxy'], best['srgb'],
-             best['mean_iou'], result['gain'], path))
+             best['gaussian_compat'], best['mean_iou'], result['gain'], path))
 
 
 def run_evaluation(args, config, checkpoint):

@@ -12,6 +12,7 @@ import tensorflow.compat.v1 as tf
 from tests.conftest import ROOT
 from utils.deploy.saved_model import (FROZEN_GRAPH_FILENAME, ExportedModel, FrozenModel,
                                       export_saved_model, parity_check)
+from utils.crf import CrfPool
 from utils.inference.predictor import Predictor
 from utils.rundir import load_run
 from utils.evaluation.metrics import confusion_matrix, scores
@@ -74,10 +75,19 @@ def test_evaluate_multiscale_worst_and_crf_search(trained_run, demo_records, tmp
     assert len(os.listdir(os.path.join(out, 'images'))) == 4  # one image, no CRF picture
     code, log = run_job('evaluate.py', '--run_dir', trained_run, '--dataset', demo_records[1],
                         '--output_dir', out, '--crf_search', '2', '--crf_compats', '3,5',
-                        '--crf_sxys', '30', '--crf_srgbs', '5')
+                        '--crf_sxys', '30', '--crf_srgbs', '5', '--crf_gaussian_compats', '0,3')
     assert code == 0, log
     search = json.load(open(os.path.join(out, 'crf_search.json')))
-    assert len(search['results']) == 2 and 'best' in search and 'gain' in search
+    assert len(search['results']) == 4 and 'best' in search and 'gain' in search
+    assert '| crf_bilateral_compat |' in log and '| no CRF |' in log
+    # the pool's results equal the serial CRF's
+    from utils.evaluation.crf_search import collect_probabilities, crf_search
+    config, checkpoint = load_run(trained_run)
+    samples = collect_probabilities(config, checkpoint, demo_records[1], 2)
+    serial = crf_search(samples, 4, 2, (5,), (30,), (5,), (3,))
+    with CrfPool(2) as pool:
+        pooled = crf_search(samples, 4, 2, (5,), (30,), (5,), (3,), pool)
+    assert serial == pooled
 
 
 def test_predict_keeps_odd_input_sizes(trained_run, tmp_path):

@@ -1,15 +1,18 @@
 """Tuning the dense CRF's appearance kernel by grid search on a model's own predictions.
 
 Search on images that are not the validation set (e.g. a slice of train), then put the best
-setting in the config (crf_bilateral_compat, crf_bilateral_sxy, crf_bilateral_srgb).
+setting in the config (crf_bilateral_compat, crf_bilateral_sxy, crf_bilateral_srgb,
+crf_gaussian_compat).
 """
+import itertools
+
 import numpy as np
 import tensorflow.compat.v1 as tf
 
 from utils.evaluation.metrics import confusion_matrix, scores
 from utils.evaluation.scoring import build_eval_graph, iterate_eval
 from utils.inference.predictor import restore_model
-from utils.crf import dense_crf
+from utils.crf import CrfPool
 from utils.runtime import session_config
 
 
@@ -23,27 +26,44 @@ def collect_probabilities(config, checkpoint, record_spec, num_images):
                     iterate_eval(session, graph)]
 
 
-def crf_search(samples, num_classes, iterations, compats, sxys, srgbs):
-    """Grid search of the bilateral kernel (weight w1, widths theta_alpha, theta_beta).
+def crf_search(samples, num_classes, iterations, compats, sxys, srgbs, gaussian_compats=(3,),
+               crf_pool=None):
+    """Grid search of the bilateral kernel (weight w1, widths theta_alpha, theta_beta) and the
+    smoothness kernel's weight (w2), each setting's CRF over the images on `crf_pool` (all
+    cores) when given.
 
-    Returns {'no_crf_mean_iou', 'results': [{compat, sxy, srgb, mean_iou}], 'best': {...},
-    'gain'} where gain is the best mIoU minus the mIoU without CRF.
+    Returns {'no_crf_mean_iou', 'results': [{compat, sxy, srgb, gaussian_compat, mean_iou}],
+    'best': {...}, 'gain'} where gain is the best mIoU minus the mIoU without CRF.
     """
+    pool = crf_pool or CrfPool(workers=1)
     base = np.zeros((num_classes, num_classes), np.int64)
     for _, label, probs in samples:
         base += confusion_matrix(label, probs.argmax(-1), num_classes)
     results = []
-    for compat in compats:
-        for sxy in sxys:
-            for srgb in srgbs:
-                hist = np.zeros_like(base)
-                for image, label, probs in samples:
-                    refined = dense_crf(image, probs, iterations, bilateral_compat=compat,
-                                        bilateral_sxy=sxy, bilateral_srgb=srgb)
-                    hist += confusion_matrix(label, refined, num_classes)
-                results.append({'compat': compat, 'sxy': sxy, 'srgb': srgb,
-                                'mean_iou': scores(hist)['mean_iou']})
+    for compat, sxy, srgb, gaussian_compat in itertools.product(compats, sxys, srgbs,
+                                                                gaussian_compats):
+        params = {'iterations': iterations, 'bilateral_compat': compat, 'bilateral_sxy': sxy,
+                  'bilateral_srgb': srgb, 'gaussian_compat': gaussian_compat}
+        hist = np.zeros_like(base)
+        for label, refined in pool.map(((label, image, probs)
+                                        for image, label, probs in samples), params):
+            hist += confusion_matrix(label, refined, num_classes)
+        results.append({'compat': compat, 'sxy': sxy, 'srgb': srgb,
+                        'gaussian_compat': gaussian_compat,
+                        'mean_iou': scores(hist)['mean_iou']})
     best = max(results, key=lambda r: r['mean_iou'])
     no_crf = scores(base)['mean_iou']
     return {'no_crf_mean_iou': no_crf, 'results': results, 'best': best,
             'gain': best['mean_iou'] - no_crf}
+
+
+def format_search_table(result):
+    """Markdown table of a crf_search result, best first, with the gain over no CRF."""
+    lines = ['| crf_bilateral_compat | crf_bilateral_sxy | crf_bilateral_srgb | '
+             'crf_gaussian_compat | mIoU | gain |', '|---|---|---|---|---|---|']
+    for r in sorted(result['results'], key=lambda r: -r['mean_iou']):
+        lines.append('| %g | %g | %g | %g | %.4f | %+.4f |' % (
+            r['compat'], r['sxy'], r['srgb'], r['gaussian_compat'], r['mean_iou'],
+            r['mean_iou'] - result['no_crf_mean_iou']))
+    lines.append('| no CRF | | | | %.4f | |' % result['no_crf_mean_iou'])
+    return '\n'.join(lines)
