@@ -6,6 +6,7 @@ session, with ratios.
     python benchmarks/benchmark.py                                   # FCN-8s, 224x224 and 360x480, batch 4
     python benchmarks/benchmark.py --precisions float32,mixed_bfloat16 --peers ../shared/bench
     python benchmarks/benchmark.py --sections mobilenet --peers ../shared/bench
+    python benchmarks/benchmark.py --sections crf --run_dir runs/camvid --dataset camvid_val.record
 """
 import argparse
 import os
@@ -43,6 +44,9 @@ def parse_args(argv=None):
                         'scenes are generated when absent)')
     p.add_argument('--sections', default=','.join(SECTIONS))
     p.add_argument('--peers', help='folder of the peer scripts (../shared/bench) to run too')
+    p.add_argument('--run_dir', help='a trained run: the CRF section also times the CRF on its '
+                   'real outputs and a validation of --dataset with and without CRF')
+    p.add_argument('--dataset', help='TFRecord(s) for --run_dir (e.g. camvid_val.record)')
     return p.parse_args(argv)
 
 
@@ -121,7 +125,7 @@ def mobilenet_section(work):
     return results
 
 
-def crf_section(data_dir):
+def crf_section(data_dir, run_dir=None, dataset=None):
     split = 'val' if os.path.isdir(os.path.join(data_dir, 'val')) else 'train'
     inputs = bench.crf_inputs(data_dir, split)
     height, width = inputs[0][0].shape[:2]
@@ -134,6 +138,23 @@ def crf_section(data_dir):
           'wall | %.0f |' % (available_cpus(), bench.crf_pool_ms_per_image(inputs)))
     print('| uniform-noise 360x480 image, random scores (lattice worst case) | %.0f |'
           % bench.crf_ms_per_image([bench.noise_crf_input()], runs=3))
+    if run_dir and dataset:
+        config, real = bench.run_crf_inputs(run_dir, dataset)
+        params = config.crf_params()
+        what = '%d images of %s, real outputs of %s (its CRF settings)' % (
+            len(real), dataset, run_dir)
+        print('| %s | %.0f |' % (what, bench.crf_ms_per_image(real, params=params)))
+        print('| the same, all %d cores (CrfPool), wall | %.0f |'
+              % (available_cpus(), bench.crf_pool_ms_per_image(real, params=params)))
+        rows = [(crf, bench.validation_seconds(run_dir, dataset, crf)) for crf in (False, True)]
+        print('\n| validation of %s | images | wall s | s/image | mIoU |\n|---|---|---|---|---|'
+              % dataset)
+        for crf, (seconds, result) in rows:
+            count = result['num_images']
+            miou = result['crf']['mean_iou'] if crf else result['mean_iou']
+            print('| %s | %d | %.1f | %.3f | %.4f |' % ('with CRF (all cores)' if crf else
+                                                        'without CRF', count, seconds,
+                                                        seconds / count, miou))
 
 
 def main(argv=None):
@@ -160,7 +181,7 @@ def run_sections(args, sections, work):
     if 'mobilenet' in sections:
         mobile = mobilenet_section(work)
     if 'crf' in sections:
-        crf_section(data_dir)
+        crf_section(data_dir, args.run_dir, args.dataset)
     if 'convert' in sections:
         rates = bench.conversion_rates(data_dir, 'train', (1, available_cpus()), work,
                                        config_path)

@@ -17,6 +17,9 @@ from nets import build_network
 from utils.crf import CrfPool, dense_crf
 from utils.data.layouts import camvid_pairs
 from utils.deploy.saved_model import CLASSES_KEY, ExportedModel, export_saved_model
+from utils.evaluation.crf_search import collect_probabilities
+from utils.evaluation.scoring import evaluate
+from utils.rundir import load_run
 from utils.training.optimization import session_rewrites
 from utils.runtime import session_config
 from utils.training.graph import build_training_graph
@@ -118,26 +121,47 @@ def noise_crf_input(height=360, width=480, num_classes=CRF_CLASSES):
     return image, _softmax(rng.randn(height, width, num_classes).astype(np.float32))
 
 
-def crf_ms_per_image(inputs, iterations=CRF_ITERATIONS, runs=1):
-    """Median ms of dense_crf over the (image, probabilities) `inputs`, after one warm-up."""
-    dense_crf(*inputs[0], iterations)
+def crf_ms_per_image(inputs, iterations=CRF_ITERATIONS, runs=1, params=None):
+    """Median ms of dense_crf over the (image, probabilities) `inputs`, after one warm-up;
+    `params` (dense_crf's keyword arguments, e.g. Config.crf_params()) replace `iterations`."""
+    params = params or {'iterations': iterations}
+    dense_crf(*inputs[0], **params)
     times = []
     for _ in range(runs):
         for image, probabilities in inputs:
             start = time.perf_counter()
-            dense_crf(image, probabilities, iterations)
+            dense_crf(image, probabilities, **params)
             times.append(time.perf_counter() - start)
     return 1000 * float(np.median(times))
 
 
-def crf_pool_ms_per_image(inputs, iterations=CRF_ITERATIONS, workers=None):
+def crf_pool_ms_per_image(inputs, iterations=CRF_ITERATIONS, workers=None, params=None):
     """Wall ms per image of dense_crf over `inputs` on a CrfPool of `workers` (all cores)."""
+    params = params or {'iterations': iterations}
     with CrfPool(workers) as pool:
-        list(pool.map(iter([(0,) + tuple(inputs[0])]), {'iterations': iterations}))  # warm-up
+        list(pool.map(iter([(0,) + tuple(inputs[0])]), params))  # warm-up
         start = time.perf_counter()
-        list(pool.map(((i, image, probs) for i, (image, probs) in enumerate(inputs)),
-                      {'iterations': iterations}))
+        list(pool.map(((i, image, probs) for i, (image, probs) in enumerate(inputs)), params))
     return 1000 * (time.perf_counter() - start) / len(inputs)
+
+
+def run_crf_inputs(run_dir, record_spec, count=40):
+    """(config, [(image, probabilities)]): a trained run's own outputs (its best checkpoint) on
+    the first `count` images of `record_spec`."""
+    config, checkpoint = load_run(run_dir)
+    samples = collect_probabilities(config, checkpoint, record_spec, count)
+    return config, [(image, probabilities) for image, _, probabilities in samples]
+
+
+def validation_seconds(run_dir, record_spec, crf):
+    """(wall seconds, scores) of scoring every image of `record_spec` with a run's best
+    checkpoint, as training's validation does (the CRF on all cores when `crf`)."""
+    config, checkpoint = load_run(run_dir)
+    config = dataclasses.replace(config, crf=crf)
+    start = time.perf_counter()
+    with CrfPool(None if crf else 1) as pool:
+        result, _, _ = evaluate(config, checkpoint, record_spec, crf_pool=pool)
+    return time.perf_counter() - start, result
 
 
 def conversion_images_per_second(data_dir, split, num_workers, output_path, config_path):

@@ -46,3 +46,17 @@ def test_crf_inputs_follow_the_annotation(tmp_path):
         # labelled pixels.
         labelled = label < 4
         assert (probabilities.argmax(-1) == label)[labelled].mean() > 0.7
+
+
+def test_benchmark_times_the_crf_on_a_runs_real_outputs(tmp_path, trained_run, demo_records):
+    data_dir = write_demo_dataset(str(tmp_path / 'scenes'), 1, 2, 64, 96)
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'benchmarks', 'benchmark.py'), '--sections', 'crf',
+         '--data_dir', data_dir, '--run_dir', trained_run, '--dataset', demo_records[1]],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert re.search(r'\| 3 images of .*, real outputs of .* \| [0-9]+ \|', out), out
+    assert re.search(r'\| the same, all [0-9]+ cores \(CrfPool\), wall \| [0-9]+ \|', out), out
+    for what in ('without CRF', r'with CRF \(all cores\)'):
+        assert re.search(r'\| %s \| 3 \| [0-9.]+ \| [0-9.]+ \| [01]\.[0-9]{4} \|' % what, out), out
