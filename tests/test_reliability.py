@@ -1,6 +1,5 @@
 """Faults and bad input: kill -9 during training and conversion, full disks, bad records,
 memory over a long run. SOAK_KILLS (default 6) sets how many times training is killed."""
-import json
 import os
 import random
 import re
