@@ -31,9 +31,11 @@ def run_losses(demo_records, out, **extra):
 
 
 def test_two_replicas_follow_the_single_device_trajectory(demo_records, tmp_path):
-    single, _ = run_losses(demo_records, str(tmp_path / 'one'))
+    # Two learning-rate groups (two Adam optimizers) on both sides.
+    single, _ = run_losses(demo_records, str(tmp_path / 'one'), backbone_lr_multiplier='0.5')
     mirrored, messages = run_losses(demo_records, str(tmp_path / 'two'),
-                                    distribution='mirrored', devices='/cpu:0,/cpu:1')
+                                    distribution='mirrored', devices='/cpu:0,/cpu:1',
+                                    backbone_lr_multiplier='0.5')
     assert any('Training on 2 replicas' in m and '2 images each' in m for m in messages)
     assert len(single) == len(mirrored) == 4
     np.testing.assert_allclose(mirrored, single, rtol=2e-3)
