@@ -21,7 +21,7 @@ import_tensorflow_quietly()
 from utils.cli import list_of, non_negative_int, output_folder, run_job  # noqa: E402
 from utils.crf import CrfPool  # noqa: E402
 from utils.evaluation.crf_search import (collect_probabilities, crf_search,  # noqa: E402
-                                         format_search_table)
+                                         format_search_table, with_searched_crf)
 from utils.evaluation.reports import class_names_of, per_class_markdown, write_reports  # noqa: E402
 from utils.evaluation.scoring import evaluate  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
@@ -52,6 +52,8 @@ def parse_args(argv=None):
                    help='which images get the five JPEGs')
     p.add_argument('--num_draw', type=non_negative_int, default=10,
                    help='how many with --draw worst')
+    p.add_argument('--crf_from', metavar='CRF_SEARCH_JSON',
+                   help='score with the CRF at the best setting of a crf_search.json')
     p.add_argument('--crf_search', type=int, default=0, metavar='N',
                    help='grid-search the CRF on the first N images instead of evaluating')
     p.add_argument('--crf_compats', type=floats, default=(3, 5, 10))
@@ -119,6 +121,8 @@ def main(argv=None):
         config, checkpoint = load_run(args.run_dir, args.checkpoint, args.latest)
         if args.crf is not None:
             config = dataclasses.replace(config, crf=args.crf)
+        if args.crf_from:
+            config = with_searched_crf(config, args.crf_from)
         output_folder(args.output_dir, '--output_dir')
         if args.crf_search:
             run_crf_search(args, config, checkpoint)

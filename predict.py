@@ -22,6 +22,7 @@ from utils.cli import list_of, output_folder, run_job  # noqa: E402
 from utils.crf import CrfPool  # noqa: E402
 from utils.deploy.saved_model import ExportedPredictor  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
+from utils.evaluation.crf_search import with_searched_crf  # noqa: E402
 from utils.inference.image_files import expand_inputs, predict_files  # noqa: E402
 from utils.inference.predictor import Predictor  # noqa: E402
 from utils.inference.video import is_video, predict_video, video_name  # noqa: E402
@@ -46,6 +47,9 @@ def parse_args(argv=None):
                    help='videos: also NAME_frames/NNNNNN_label.png per frame')
     p.add_argument('--output_dir', required=True)
     p.add_argument('--crf', action='store_true', help='refine with dense CRF')
+    p.add_argument('--crf_from', metavar='CRF_SEARCH_JSON',
+                   help='refine with the CRF at the best setting of a crf_search.json '
+                   '(evaluate.py --crf_search; implies --crf)')
     p.add_argument('--scales', type=list_of(float, minimum=0.05, example='0.75,1,1.25'),
                    default=(1.0,), help='e.g. 0.75,1,1.25 (averaged)')
     p.add_argument('--flip', action='store_true', help='average with the flipped image')
@@ -57,6 +61,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    args.crf = args.crf or bool(args.crf_from)
     setup_tensorflow()
 
     def work():
@@ -66,6 +71,8 @@ def main(argv=None):
         output_folder(args.output_dir, '--output_dir')
         with CrfPool(workers=None if args.crf else 1) as crf_pool:  # before the session
             predictor = make_predictor(args)
+            if args.crf_from:
+                predictor.config = with_searched_crf(predictor.config, args.crf_from)
             status = predict_images(args, predictor, paths, crf_pool) if paths else 0
             for spec in videos:
                 status = max(status, predict_one_video(args, predictor, spec, crf_pool))

@@ -80,6 +80,14 @@ def test_evaluate_multiscale_worst_and_crf_search(trained_run, demo_records, tmp
     search = json.load(open(os.path.join(out, 'crf_search.json')))
     assert len(search['results']) == 4 and 'best' in search and 'gain' in search
     assert '| crf_bilateral_compat |' in log and '| no CRF |' in log
+    search_path = os.path.join(out, 'crf_search.json')
+    code, log = run_job('evaluate.py', '--run_dir', trained_run, '--dataset', demo_records[1],
+                        '--output_dir', str(tmp_path / 'tuned'), '--no-crf', '--crf_from',
+                        search_path, '--draw', 'none')
+    assert code == 0 and 'with CRF: mIoU' in log, log
+    code, log = run_job('predict.py', '--run_dir', trained_run, '--input', search_path,
+                        '--output_dir', str(tmp_path / 'p'), '--crf_from', demo_records[1])
+    assert code == 1 and 'not a crf_search.json' in log and 'Traceback' not in log, log
     # the pool's results equal the serial CRF's
     from utils.evaluation.crf_search import collect_probabilities, crf_search
     config, checkpoint = load_run(trained_run)

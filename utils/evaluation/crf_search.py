@@ -4,7 +4,9 @@ Search on images that are not the validation set (e.g. a slice of train), then p
 setting in the config (crf_bilateral_compat, crf_bilateral_sxy, crf_bilateral_srgb,
 crf_gaussian_compat).
 """
+import dataclasses
 import itertools
+import json
 
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -13,6 +15,7 @@ from utils.evaluation.metrics import confusion_matrix, scores
 from utils.evaluation.scoring import build_eval_graph, iterate_eval
 from utils.inference.predictor import restore_model
 from utils.crf import CrfPool
+from utils.errors import ConfigError
 from utils.runtime import session_config
 
 
@@ -67,3 +70,18 @@ def format_search_table(result):
             r['mean_iou'] - result['no_crf_mean_iou']))
     lines.append('| no CRF | | | | %.4f | |' % result['no_crf_mean_iou'])
     return '\n'.join(lines)
+
+
+def with_searched_crf(config, search_path):
+    """`config` with the best CRF setting of a crf_search.json (evaluate.py --crf_search)."""
+    try:
+        with open(search_path) as f:
+            best = json.load(f)['best']
+        settings = {'crf_bilateral_compat': best['compat'], 'crf_bilateral_sxy': best['sxy'],
+                    'crf_bilateral_srgb': best['srgb']}
+        if 'gaussian_compat' in best:
+            settings['crf_gaussian_compat'] = best['gaussian_compat']
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError('--crf_from %s: not a crf_search.json of evaluate.py --crf_search '
+                          '(%s)' % (search_path, e)) from None
+    return dataclasses.replace(config, crf=True, **settings)
