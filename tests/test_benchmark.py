@@ -60,3 +60,31 @@ def test_benchmark_times_the_crf_on_a_runs_real_outputs(tmp_path, trained_run, d
     assert re.search(r'\| the same, all [0-9]+ cores \(CrfPool\), wall \| [0-9]+ \|', out), out
     for what in ('without CRF', r'with CRF \(all cores\)'):
         assert re.search(r'\| %s \| 3 \| [0-9.]+ \| [0-9.]+ \| [01]\.[0-9]{4} \|' % what, out), out
+
+
+def test_ablation_trains_each_variant_and_resumes(tmp_path, demo_records):
+    import json
+    import yaml
+    base = yaml.safe_load(open(os.path.join(ROOT, 'configs', 'demo.yaml')))
+    base.update(fc_depth=16, crop_size=[64, 64], batch_size=2, crf=False, num_eval_images=2)
+    config = tmp_path / 'base.yaml'
+    config.write_text(yaml.safe_dump(base))
+    variants = tmp_path / 'variants.yaml'
+    variants.write_text('baseline: {}\nhigher_lr: {learning_rate: 0.001}\n')
+    work = tmp_path / 'work'
+    cmd = [sys.executable, os.path.join(ROOT, 'benchmarks', 'ablation.py'), '--config',
+           str(config), '--variants', str(variants), '--work_dir', str(work), '--max_steps', '2',
+           '--dataset_train', demo_records[0], '--dataset_val', demo_records[1]]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    rows = re.findall(r'^\| (baseline|higher_lr) \| (.*) \| 2 \| [0-9]+ min \| [0-9.]+ \([12]\) \| '
+                      r'- \| [0-9.]+ \|$', result.stdout, re.M)
+    assert [name for name, _ in rows] == ['baseline', 'higher_lr'], result.stdout
+    assert rows[1][1] == 'learning_rate 0.001'
+    assert len(json.load(open(str(work / 'ablation.json')))) == 2
+    assert not os.path.exists(str(work / 'baseline' / 'train'))  # checkpoints removed
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert again.returncode == 0 and again.stdout == result.stdout  # read, not retrained
+    variants.write_text('baseline: {}\nwrong: {learning_rat: 0.1}\n')
+    bad = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert bad.returncode == 1 and 'variant wrong: unknown config key' in bad.stdout + bad.stderr
