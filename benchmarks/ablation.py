@@ -96,8 +96,9 @@ def train_variant(args, name, path):
             return None
         with open(record) as f:
             return json.load(f)['seconds']
-    flags = [part for key, value in run_paths(args, name).items() for part in ('--' + key,
-                                                                                 value)]
+    flags = []
+    for key, value in run_paths(args, name).items():
+        flags += ['--' + key, value]
     start = time.time()
     with open(os.path.join(args.work_dir, name + '.log'), 'a') as log:
         code = subprocess.call([sys.executable, os.path.join(ROOT, 'train.py'), '--config',
