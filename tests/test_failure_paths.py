@@ -335,3 +335,22 @@ def test_jobs_read_the_best_checkpoint_unless_told_otherwise(tmp_path, demo_reco
     assert load_run(out, log=messages.append)[1] == best['checkpoint']
     assert 'Using the best checkpoint (validation mIoU 0.5000 at step 1' in messages[-1]
     assert load_run(out, latest=True, log=messages.append)[1].endswith('-3')
+
+
+def test_a_batch_beyond_the_machines_memory_is_refused_before_the_first_step(demo_records):
+    """The activations the backward pass keeps are a lower bound of a step's memory; a batch
+    whose bound exceeds the available memory stops with one line instead of a crash."""
+    from utils.training.graph import (activation_bytes_lower_bound, build_training_graph,
+                                      check_activation_memory)
+    bounds = {}
+    for batch in (1, 2):
+        config = tiny_config(dataset_train=demo_records[0], batch_size=batch)
+        with tf.Graph().as_default() as graph:
+            build_training_graph(config, log=lambda *_: None)
+            bounds[batch] = activation_bytes_lower_bound(graph, batch)
+    # conv1_1 and its ReLU alone: 2 x 32 x 32 x 64 float32 values per image
+    assert bounds[1] > 2 * 32 * 32 * 64 * 4 and bounds[2] == 2 * bounds[1]
+    assert check_activation_memory(graph, config, None) == bounds[2]
+    with pytest.raises(ConfigError, match='batch_size 2 at crop_size 32x32 keeps at least .* '
+                                          'lower batch_size or crop_size'):
+        check_activation_memory(graph, config, bounds[2] - 1)

@@ -61,6 +61,18 @@ def resolve_precision(precision, distribution='none', gpus=None, bf16_flags=None
     return 'float32', 'auto: the CPU has no bfloat16 units'
 
 
+def available_memory_bytes(meminfo='/proc/meminfo'):
+    """MemAvailable of this machine in bytes, or None where /proc/meminfo cannot be read."""
+    try:
+        with open(meminfo) as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def session_config(devices=()):
     """No device is pinned: ops go to a GPU (cuDNN) when there is one, else to the CPU.
 

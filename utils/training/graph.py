@@ -3,6 +3,7 @@ replicated by a tf.distribute strategy."""
 import contextlib
 import json
 
+import numpy as np
 import tensorflow.compat.v1 as tf
 
 from nets import build_network
@@ -104,3 +105,40 @@ def build_training_graph(config, log, failures=None, strategy=None, dataset=None
             'input_init': input_init,
             'loss': {name: loss for name, (loss, _) in per_op.items()},
             'next_step': {name: step for name, (_, step) in per_op.items()}}
+
+
+# Ops whose outputs the backward pass keeps: convolutions, matrix products, pooling, ReLU.
+KEPT_FOR_BACKWARD = ('Conv2D', 'DepthwiseConv2dNative', 'MatMul', 'BatchMatMulV2', 'MaxPool',
+                     'Relu', 'Relu6')
+
+
+def activation_bytes_lower_bound(graph, batch_size, bytes_per_value=4):
+    """A lower bound of the memory one training step needs: the values of the activations the
+    backward pass keeps (KEPT_FOR_BACKWARD ops outside the validation graph), at
+    `bytes_per_value` (2 under bfloat16), with unknown batch dimensions at `batch_size`."""
+    total = 0
+    for op in graph.get_operations():
+        if op.type not in KEPT_FOR_BACKWARD or 'gradients' in op.name.split('/'):
+            continue
+        for output in op.outputs:
+            dims = output.shape.as_list() if output.shape.rank is not None else None
+            if not dims or any(d is None for d in dims[1:]):
+                continue
+            total += (dims[0] or batch_size) * int(np.prod(dims[1:]))
+    return total * bytes_per_value
+
+
+def check_activation_memory(graph, config, available):
+    """Refuses a batch whose kept activations alone exceed the `available` memory (bytes; None:
+    unknown), which would otherwise end in the kernel's out-of-memory kill or a crash inside
+    oneDNN. Returns the lower bound in bytes. Call it on the training graph before the
+    validation graph is added."""
+    need = activation_bytes_lower_bound(graph, config.batch_size,
+                                        2 if config.precision == 'mixed_bfloat16' else 4)
+    if available is not None and need > available:
+        raise ConfigError('batch_size %d at crop_size %dx%d keeps at least %.1f GB of '
+                          'activations for the backward pass, and this machine has %.1f GB '
+                          'available: lower batch_size or crop_size'
+                          % (config.batch_size, config.crop_size[0], config.crop_size[1],
+                             need / 2 ** 30, available / 2 ** 30))
+    return need

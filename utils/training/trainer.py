@@ -20,10 +20,10 @@ from utils.data.records import DecodeFailures
 from utils.errors import CheckpointError, ConfigError, TrainingError
 from utils.evaluation.scoring import build_eval_graph
 from utils.rundir import RunDir
-from utils.runtime import resolve_precision, session_config
+from utils.runtime import available_memory_bytes, resolve_precision, session_config
 from utils.training.distribution import (check_devices, is_chief, make_strategy,
                                          session_target)
-from utils.training.graph import build_training_graph
+from utils.training.graph import build_training_graph, check_activation_memory
 from utils.training.initialization import make_init_fn
 from utils.training.loop import TrainingLoop
 from utils.training.optimization import session_rewrites
@@ -64,6 +64,10 @@ def build_graph(config, run, log):
                 % (strategy.num_replicas_in_sync, ', '.join(strategy.extended.worker_devices),
                    config.batch_size // strategy.num_replicas_in_sync))
         tensors = build_training_graph(config, log, failures, strategy)
+        if not tensorflow.config.list_physical_devices('GPU'):  # a GPU's own memory: per step
+            need = check_activation_memory(graph, config, available_memory_bytes())
+            log('Activations kept for the backward pass: at least %.2f GB per step'
+                % (need / 2 ** 30))
         # Validation shares the weights; only the chief validates.
         tensors['eval'] = (build_eval_graph(config, config.dataset_val, config.num_eval_images,
                                             failures=failures)
