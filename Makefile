@@ -1,6 +1,7 @@
 # make demo: set up, build the synthetic demo dataset, convert it, train FCN-8s, write JPEGs.
 # make test: set up, run the test suite.
-# make gpu-check: set up, run the GPU tests verbosely and print their figures (skips without GPU).
+# make gpu-check: set up (with TensorFlow's CUDA libraries), run the GPU tests verbosely and print
+#   their figures; fails where nvidia-smi lists a GPU that TensorFlow cannot use.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -31,6 +32,13 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 gpu-check: setup
+	if command -v nvidia-smi >/dev/null; then \
+	    $(PY) -m pip install --quiet 'tensorflow[and-cuda]==2.21.0'; fi
+	$(PY) -c "import shutil, subprocess, sys, tensorflow as tf; \
+	listed = shutil.which('nvidia-smi') and subprocess.run(['nvidia-smi', '-L'], \
+	    capture_output=True, text=True).stdout.strip(); \
+	seen = tf.config.list_physical_devices('GPU'); print('GPUs: nvidia-smi %s; TensorFlow %s' \
+	    % (listed or 'none', seen)); sys.exit(1 if listed and not seen else 0)"
 	$(PY) -m pytest tests/test_gpu.py -v -s -rs -p no:cacheprovider
 
 clean:

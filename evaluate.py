@@ -20,8 +20,10 @@ import_tensorflow_quietly()
 
 from utils.cli import list_of, non_negative_int, output_folder, run_job  # noqa: E402
 from utils.crf import CrfPool  # noqa: E402
+from utils.errors import ConfigError  # noqa: E402
 from utils.evaluation.crf_search import (collect_probabilities, crf_search,  # noqa: E402
-                                         format_search_table, with_searched_crf)
+                                         format_search_table, searched_crf_settings,
+                                         with_crf_settings)
 from utils.evaluation.reports import class_names_of, per_class_markdown, write_reports  # noqa: E402
 from utils.evaluation.scoring import evaluate  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
@@ -65,12 +67,11 @@ def parse_args(argv=None):
 
 
 def run_crf_search(args, config, checkpoint):
-    gaussian_compats = args.crf_gaussian_compats or (config.crf_gaussian_compat,)
     with CrfPool() as crf_pool:  # its processes before the session's threads
         samples = collect_probabilities(config, checkpoint, args.dataset, args.crf_search)
-        result = crf_search(samples, config.num_classes, config.crf_iterations,
-                            args.crf_compats, args.crf_sxys, args.crf_srgbs, gaussian_compats,
-                            crf_pool)
+        result = crf_search(samples, config.num_classes, config.crf_params(),
+                            args.crf_compats, args.crf_sxys, args.crf_srgbs,
+                            args.crf_gaussian_compats, crf_pool)
     path = os.path.join(args.output_dir, 'crf_search.json')
     atomic_write_text(path, json.dumps(result, indent=2))
     best = result['best']
@@ -119,10 +120,13 @@ def main(argv=None):
 
     def work():
         config, checkpoint = load_run(args.run_dir, args.checkpoint, args.latest)
+        if args.crf_from and args.crf is False:
+            raise ConfigError('--no-crf and --crf_from contradict each other; give one')
+        settings = searched_crf_settings(args.crf_from) if args.crf_from else None
         if args.crf is not None:
             config = dataclasses.replace(config, crf=args.crf)
-        if args.crf_from:
-            config = with_searched_crf(config, args.crf_from)
+        if settings:
+            config = with_crf_settings(config, settings)
         output_folder(args.output_dir, '--output_dir')
         if args.crf_search:
             run_crf_search(args, config, checkpoint)

@@ -22,7 +22,8 @@ from utils.cli import list_of, output_folder, run_job  # noqa: E402
 from utils.crf import CrfPool  # noqa: E402
 from utils.deploy.saved_model import ExportedPredictor  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
-from utils.evaluation.crf_search import with_searched_crf  # noqa: E402
+from utils.evaluation.crf_search import (searched_crf_settings,  # noqa: E402
+                                         with_crf_settings)
 from utils.inference.image_files import expand_inputs, predict_files  # noqa: E402
 from utils.inference.predictor import Predictor  # noqa: E402
 from utils.inference.video import is_video, predict_video, video_name  # noqa: E402
@@ -70,9 +71,10 @@ def main(argv=None):
         paths = expand_inputs(images) if images else []
         output_folder(args.output_dir, '--output_dir')
         with CrfPool(workers=None if args.crf else 1) as crf_pool:  # before the session
+            settings = searched_crf_settings(args.crf_from) if args.crf_from else None
             predictor = make_predictor(args)
-            if args.crf_from:
-                predictor.config = with_searched_crf(predictor.config, args.crf_from)
+            if settings:
+                predictor.config = with_crf_settings(predictor.config, settings)
             status = predict_images(args, predictor, paths, crf_pool) if paths else 0
             for spec in videos:
                 status = max(status, predict_one_video(args, predictor, spec, crf_pool))

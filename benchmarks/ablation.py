@@ -3,7 +3,7 @@
 mIoU (step), with CRF, last mIoU.
 
     python benchmarks/ablation.py --config configs/camvid_fcn8s.yaml \
-        --variants configs/camvid_ablation.yaml --max_steps 1500 --work_dir runs/ablation \
+        --variants benchmarks/camvid_ablation.yaml --max_steps 1500 --work_dir runs/ablation \
         --dataset_train camvid_train.record --dataset_val camvid_val.record \
         --checkpoint_path ../shared/pretrained/vgg_16_hed_conv.ckpt
 

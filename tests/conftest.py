@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# On a GPU, sessions take memory as they need it, so subprocess jobs of the tests find some.
+os.environ.setdefault('TF_FORCE_GPU_ALLOW_GROWTH', 'true')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 

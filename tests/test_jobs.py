@@ -82,9 +82,13 @@ def test_evaluate_multiscale_worst_and_crf_search(trained_run, demo_records, tmp
     assert '| crf_bilateral_compat |' in log and '| no CRF |' in log
     search_path = os.path.join(out, 'crf_search.json')
     code, log = run_job('evaluate.py', '--run_dir', trained_run, '--dataset', demo_records[1],
-                        '--output_dir', str(tmp_path / 'tuned'), '--no-crf', '--crf_from',
-                        search_path, '--draw', 'none')
+                        '--output_dir', str(tmp_path / 'tuned'), '--crf_from', search_path,
+                        '--draw', 'none')
     assert code == 0 and 'with CRF: mIoU' in log, log
+    code, log = run_job('evaluate.py', '--run_dir', trained_run, '--dataset', demo_records[1],
+                        '--output_dir', str(tmp_path / 'tuned2'), '--crf_from', search_path,
+                        '--no-crf')
+    assert code == 1 and 'contradict' in log and 'Traceback' not in log, log
     code, log = run_job('predict.py', '--run_dir', trained_run, '--input', search_path,
                         '--output_dir', str(tmp_path / 'p'), '--crf_from', demo_records[1])
     assert code == 1 and 'not a crf_search.json' in log and 'Traceback' not in log, log
@@ -92,10 +96,11 @@ def test_evaluate_multiscale_worst_and_crf_search(trained_run, demo_records, tmp
     from utils.evaluation.crf_search import collect_probabilities, crf_search
     config, checkpoint = load_run(trained_run)
     samples = collect_probabilities(config, checkpoint, demo_records[1], 2)
-    serial = crf_search(samples, 4, 2, (5,), (30,), (5,), (3,))
+    params = dict(config.crf_params(), iterations=2)
+    serial = crf_search(samples, 4, params, (5,), (30,), (5,))
     with CrfPool(2) as pool:
-        pooled = crf_search(samples, 4, 2, (5,), (30,), (5,), (3,), pool)
-    assert serial == pooled
+        pooled = crf_search(samples, 4, params, (5,), (30,), (5,), None, pool)
+    assert serial == pooled and serial['best']['gaussian_compat'] == config.crf_gaussian_compat
 
 
 def test_predict_keeps_odd_input_sizes(trained_run, tmp_path):

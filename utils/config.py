@@ -177,6 +177,11 @@ class Config:
             if getattr(self, name) <= 0:
                 raise ConfigError('%s must be positive, got %r (to freeze variables, set '
                                   'trainable_scopes)' % (name, getattr(self, name)))
+        if (self.precision == 'mixed_float16' and self.optimizer != 'momentum'
+                and (self.bias_lr_multiplier, self.backbone_lr_multiplier) != (1.0, 1.0)):
+            raise ConfigError('bias_lr_multiplier and backbone_lr_multiplier need optimizer '
+                              'momentum under precision mixed_float16 (one loss scale for '
+                              'all variables); set them to 1 or use momentum')
         if not 0 < self.hard_pixel_fraction <= 1:
             raise ConfigError('hard_pixel_fraction must be in (0, 1], got %r'
                               % self.hard_pixel_fraction)

@@ -29,11 +29,12 @@ def collect_probabilities(config, checkpoint, record_spec, num_images):
                     iterate_eval(session, graph)]
 
 
-def crf_search(samples, num_classes, iterations, compats, sxys, srgbs, gaussian_compats=(3,),
+def crf_search(samples, num_classes, base_params, compats, sxys, srgbs, gaussian_compats=None,
                crf_pool=None):
     """Grid search of the bilateral kernel (weight w1, widths theta_alpha, theta_beta) and the
-    smoothness kernel's weight (w2), each setting's CRF over the images on `crf_pool` (all
-    cores) when given.
+    smoothness kernel's weight (w2) around `base_params` (Config.crf_params(): the other
+    settings stay as the config has them), each setting's CRF over the images on `crf_pool`
+    (all cores) when given; `gaussian_compats` None keeps the config's.
 
     Returns {'no_crf_mean_iou', 'results': [{compat, sxy, srgb, gaussian_compat, mean_iou}],
     'best': {...}, 'gain'} where gain is the best mIoU minus the mIoU without CRF.
@@ -43,10 +44,10 @@ def crf_search(samples, num_classes, iterations, compats, sxys, srgbs, gaussian_
     for _, label, probs in samples:
         base += confusion_matrix(label, probs.argmax(-1), num_classes)
     results = []
-    for compat, sxy, srgb, gaussian_compat in itertools.product(compats, sxys, srgbs,
-                                                                gaussian_compats):
-        params = {'iterations': iterations, 'bilateral_compat': compat, 'bilateral_sxy': sxy,
-                  'bilateral_srgb': srgb, 'gaussian_compat': gaussian_compat}
+    for compat, sxy, srgb, gaussian_compat in itertools.product(
+            compats, sxys, srgbs, gaussian_compats or (base_params['gaussian_compat'],)):
+        params = dict(base_params, bilateral_compat=compat, bilateral_sxy=sxy,
+                      bilateral_srgb=srgb, gaussian_compat=gaussian_compat)
         hist = np.zeros_like(base)
         for label, refined in pool.map(((label, image, probs)
                                         for image, label, probs in samples), params):
@@ -72,16 +73,23 @@ def format_search_table(result):
     return '\n'.join(lines)
 
 
-def with_searched_crf(config, search_path):
-    """`config` with the best CRF setting of a crf_search.json (evaluate.py --crf_search)."""
+def searched_crf_settings(search_path):
+    """The config keys of the best CRF setting of a crf_search.json (evaluate.py
+    --crf_search); a file that is not one is a ConfigError."""
     try:
         with open(search_path) as f:
             best = json.load(f)['best']
-        settings = {'crf_bilateral_compat': best['compat'], 'crf_bilateral_sxy': best['sxy'],
-                    'crf_bilateral_srgb': best['srgb']}
+        settings = {'crf_bilateral_compat': float(best['compat']),
+                    'crf_bilateral_sxy': float(best['sxy']),
+                    'crf_bilateral_srgb': float(best['srgb'])}
         if 'gaussian_compat' in best:
-            settings['crf_gaussian_compat'] = best['gaussian_compat']
+            settings['crf_gaussian_compat'] = float(best['gaussian_compat'])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError('--crf_from %s: not a crf_search.json of evaluate.py --crf_search '
                           '(%s)' % (search_path, e)) from None
+    return settings
+
+
+def with_crf_settings(config, settings):
+    """`config` with the CRF on, at `settings` (searched_crf_settings)."""
     return dataclasses.replace(config, crf=True, **settings)

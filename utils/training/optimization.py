@@ -23,14 +23,16 @@ def learning_rate(config, global_step):
     return tf.identity(lr, name='learning_rate')
 
 
-def build_optimizer(config, lr):
-    """The config's optimizer at learning rate `lr` (a tensor)."""
+def build_optimizer(config, lr, suffix=''):
+    """The config's optimizer at learning rate `lr` (a tensor); `suffix` names the slots of a
+    second one (`VAR/Adam_x0.1`)."""
     if config.optimizer == 'momentum':
-        optimizer = tf.train.MomentumOptimizer(lr, config.momentum)
+        optimizer = tf.train.MomentumOptimizer(lr, config.momentum, name='Momentum' + suffix)
     elif config.optimizer == 'rmsprop':
-        optimizer = tf.train.RMSPropOptimizer(lr, momentum=config.momentum)
+        optimizer = tf.train.RMSPropOptimizer(lr, momentum=config.momentum,
+                                              name='RMSProp' + suffix)
     else:
-        optimizer = tf.train.AdamOptimizer(lr)
+        optimizer = tf.train.AdamOptimizer(lr, name='Adam' + suffix)
     if config.precision == 'mixed_float16':
         # float16 gradients underflow without loss scaling; the graph rewrite adds the casts.
         optimizer = tf.mixed_precision.enable_mixed_precision_graph_rewrite(optimizer, 'dynamic')
@@ -51,9 +53,10 @@ class Optimizers:
     """The config's optimizer, and one more per learning-rate factor other than 1.
 
     With momentum SGD, scaling a gradient scales its update exactly, so factors scale the
-    gradients. Adam and RMSProp divide the gradient's scale away, so each factor gets an
-    optimizer of its own at lr x factor (their slots keep the per-variable names `VAR/Adam`,
-    `VAR/Adam_1`).
+    gradients. Adam (exactly) and RMSProp (once its running average has adapted) divide the
+    gradient's scale away, so each factor gets an optimizer of its own at lr x factor, whose
+    slots are named after the factor (`VAR/Adam_x0.1`): a run resumed with another factor
+    starts those slots afresh instead of inheriting another group's.
     """
 
     def __init__(self, config, lr):
@@ -64,12 +67,9 @@ class Optimizers:
     def for_factor(self, factor):
         if factor == 1.0 or self.config.optimizer == 'momentum':
             return self.main
-        if self.config.precision == 'mixed_float16':
-            raise ConfigError('bias_lr_multiplier and backbone_lr_multiplier need optimizer '
-                              'momentum under precision mixed_float16 (one loss scale); '
-                              'set them to 1 or use momentum')
-        if factor not in self._scaled:
-            self._scaled[factor] = build_optimizer(self.config, self.lr * factor)
+        if factor not in self._scaled:  # mixed_float16: refused by Config.validate
+            self._scaled[factor] = build_optimizer(self.config, self.lr * factor,
+                                                   '_x%g' % factor)
         return self._scaled[factor]
 
 
@@ -86,6 +86,9 @@ def build_train_op(optimizers, loss, global_step, variables, config):
     variable's learning-rate factor (lr_factor); increments global_step once."""
     grads_and_vars = [(g, v) for g, v in optimizers.main.compute_gradients(loss, variables)
                       if g is not None]
+    if not grads_and_vars:
+        raise ConfigError('none of the %d variables to train has a gradient from the loss; '
+                          'check trainable_scopes and stage1_trainable_scopes' % len(variables))
     if config.gradient_clip_norm > 0:
         grads, variables_ = zip(*grads_and_vars)
         grads, _ = tf.clip_by_global_norm(grads, config.gradient_clip_norm)
