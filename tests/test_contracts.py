@@ -66,6 +66,7 @@ def test_a_config_without_a_class_table():
         resolve_config(camvid, {'num_classes': '5'})
     config = resolve_config(camvid, {'num_classes': '5'}, class_table=False)
     assert config.num_classes == 5 and config.class_names == () and config.class_colors == ()
+    assert config.class_weights == ()
     assert config.void_label == resolve_config(camvid).void_label  # the rest is the YAML's
 
 

@@ -21,8 +21,9 @@ from utils.data.records import IGNORE_LABEL
 from utils.errors import ConfigError
 from utils.fileio import atomic_write_text
 
-# What a job without a class table (conversion, operation counts) leaves out of its config.
-CLASS_TABLE_KEYS = ('class_names', 'class_colors')
+# What a job without a class table (conversion, operation counts) leaves out of its config:
+# the per-class entries.
+CLASS_TABLE_KEYS = ('class_names', 'class_colors', 'class_weights')
 
 
 def _section(title):
@@ -361,8 +362,9 @@ def load_yaml(path):
 def resolve_config(config_path=None, overrides=None, class_table=True):
     """Defaults <- YAML at `config_path` <- `overrides` (flag strings). Returns a valid Config.
 
-    A job with no use for class names and colours (conversion, operation counts) passes
-    `class_table=False`: the YAML's, which need not fit an overridden num_classes, are left out.
+    A job with no use for the per-class entries (names, colours, loss weights: conversion,
+    operation counts) passes `class_table=False`: the YAML's, which need not fit an overridden
+    num_classes, are left out.
     """
     values = {}
     if config_path:
