@@ -46,7 +46,7 @@ NETWORK_ARGS = ('fc_depth', 'at_once', 'learn_upsampling', 'weight_decay', 'dept
                 'final_endpoint', 'classifier_kernel', 'classifier_depth')
 SHAPE_ARGS = ('fc_depth', 'depth_multiplier', 'final_endpoint', 'classifier_kernel',
               'classifier_depth')
-TRAINING_ARGS = ('dropout_keep_prob',)  # matter only with is_training
+TRAINING_ARGS = ('dropout_keep_prob', 'batch_norm_decay')  # matter in training only
 # The classifier scopes of the published classification checkpoints of each backbone.
 CLASSIFIER_SCOPES = {'vgg_16': ('vgg_16/fc8',), 'MobilenetV1': ('MobilenetV1/Logits',),
                      'InceptionV3': ('InceptionV3/Logits', 'InceptionV3/AuxLogits')}

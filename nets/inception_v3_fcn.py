@@ -27,9 +27,10 @@ ALIGN_PAD = 6  # top/left padding that puts every path's features on 'corner' ro
 VALID_LOSS = 43  # rows the VALID stages need beyond 32 per stride-32 feature (incl. ALIGN_PAD)
 
 
-def inception_v3_fcn_arg_scope(is_training=True, weight_decay=0.00004):
-    """slim's inception_v3_arg_scope with the suite's batch norm (no gamma, decay 0.9997)."""
-    bn_params = {'is_training': is_training, 'decay': 0.9997, 'epsilon': 0.001,
+def inception_v3_fcn_arg_scope(is_training=True, weight_decay=0.00004,
+                               batch_norm_decay=0.9997):
+    """slim's inception_v3_arg_scope with the suite's batch norm (no gamma)."""
+    bn_params = {'is_training': is_training, 'decay': batch_norm_decay, 'epsilon': 0.001,
                  'scale': False}
     with slim.arg_scope([slim.conv2d, slim.fully_connected],
                         weights_regularizer=slim.l2_regularizer(weight_decay)):
@@ -42,7 +43,7 @@ def inception_v3_fcn_arg_scope(is_training=True, weight_decay=0.00004):
 
 def inception_v3_fcn(images, num_classes, is_training=True, skips='8s', dropout_keep_prob=0.8,
                      depth_multiplier=1.0, learn_upsampling=True, weight_decay=0.00004,
-                     scope=HEAD_SCOPE):
+                     batch_norm_decay=0.9997, scope=HEAD_SCOPE):
     """Inception v3 FCN-32s/16s/8s.
 
     Args:
@@ -55,7 +56,8 @@ def inception_v3_fcn(images, num_classes, is_training=True, skips='8s', dropout_
     if skips not in SKIPS:
         raise ValueError('skips must be one of %s, got %r' % (', '.join(SKIPS), skips))
     padded, features = aligned_padding(images)
-    with slim.arg_scope(inception_v3_fcn_arg_scope(is_training, weight_decay)):
+    scope_args = inception_v3_fcn_arg_scope(is_training, weight_decay, batch_norm_decay)
+    with slim.arg_scope(scope_args):
         net, end_points = inception_v3.inception_v3_base(
             to_unit_range(padded), final_endpoint=FINAL_ENDPOINT,
             depth_multiplier=depth_multiplier)

@@ -104,7 +104,8 @@ def mobilenet_v1_base(inputs, final_endpoint='Conv2d_13_pointwise', depth_multip
 def mobilenet_v1_fcn(images, num_classes, is_training=True, depth_multiplier=1.0,
                      final_endpoint='Conv2d_13_pointwise', classifier_kernel=7,
                      classifier_depth=1024, dropout_keep_prob=0.5, skips=False,
-                     learn_upsampling=True, weight_decay=0.00004, scope=HEAD_SCOPE):
+                     learn_upsampling=True, weight_decay=0.00004, batch_norm_decay=0.9997,
+                     scope=HEAD_SCOPE):
     """MobileNet v1 FCN.
 
     Args:
@@ -116,7 +117,7 @@ def mobilenet_v1_fcn(images, num_classes, is_training=True, depth_multiplier=1.0
     """
     stride = endpoint_stride(final_endpoint)
     padded = pad_to_multiple(to_unit_range(images), max(stride, OUTPUT_STRIDE))
-    with slim.arg_scope(mobilenet_v1_arg_scope(is_training, weight_decay)):
+    with slim.arg_scope(mobilenet_v1_arg_scope(is_training, weight_decay, batch_norm_decay)):
         net, end_points = mobilenet_v1_base(padded, final_endpoint, depth_multiplier)
         # Stride-2 SAME convolutions on inputs padded to a multiple of 32 put feature j of a
         # stride-s map on input row s*j + s - 1: the upsampling follows (nets/fcn.py).

@@ -26,6 +26,8 @@ def test_unknown_key_and_wrong_type_are_errors(tmp_path):
         resolve_config(None, {'learning_rate': 'fast'})
     with pytest.raises(ConfigError, match='crop_size'):
         resolve_config(None, {'crop_size': '16,16'})
+    with pytest.raises(ConfigError, match=r'batch_norm_decay must be in \[0, 1\), got 1.0'):
+        resolve_config(None, {'batch_norm_decay': '1'})
 
 
 def test_shipped_configs_resolve():

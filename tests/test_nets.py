@@ -65,3 +65,24 @@ def test_reused_network_shares_weights():
 def test_unknown_model_is_an_error():
     with pytest.raises(ValueError, match='fcn8s'):
         build('fcn4s')
+
+
+@pytest.mark.parametrize('model', ['mobilenet_v1_fcn', 'inception_v3_fcn8s'])
+def test_batch_norm_decay_sets_the_moving_average_step(model):
+    """The first batch norm's moving mean starts at 0 and one update takes it to
+    (1 - decay) * batch mean: decays 0.5 and 0.9 give a ratio of 5 on the same weights."""
+    image = np.random.RandomState(0).uniform(-100, 100, (2, 64, 64, 3)).astype(np.float32)
+    means = {}
+    for decay in (0.5, 0.9):
+        with tf.Graph().as_default():
+            tf.set_random_seed(1)
+            build_network(tf.constant(image), 3, True, model, depth_multiplier=0.25,
+                          batch_norm_decay=decay)
+            first = tf.moving_average_variables()[0]
+            assert first.op.name.endswith('BatchNorm/moving_mean'), first.op.name
+            with tf.Session() as sess:
+                sess.run(tf.global_variables_initializer())
+                sess.run(tf.get_collection(tf.GraphKeys.UPDATE_OPS))
+                means[decay] = sess.run(first)
+    assert np.abs(means[0.9]).max() > 1e-3
+    np.testing.assert_allclose(means[0.5], 5 * means[0.9], rtol=1e-4, atol=1e-6)

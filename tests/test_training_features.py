@@ -13,6 +13,7 @@ import tensorflow.compat.v1 as tf
 from nets.inputs import MEAN_RGB
 from tests.conftest import ROOT
 from utils.config import IGNORE_LABEL, resolve_config
+from utils.training.initialization import moving_average_warning
 from utils.training.monitoring import read_jsonl
 from utils.training.optimization import Optimizers, build_train_op, learning_rate
 from utils.data.preprocessing import preprocess_for_train
@@ -272,3 +273,14 @@ def test_precision_auto_picks_bfloat16_only_on_a_bfloat16_cpu_without_gpu(tmp_pa
     cpuinfo.write_text('processor\t: 0\nflags\t\t: fpu avx2\n')
     assert cpu_bfloat16_flags(str(cpuinfo)) == ()
     assert cpu_bfloat16_flags(str(tmp_path / 'missing')) == ()
+
+
+def test_moving_averages_that_cannot_settle_are_warned_about():
+    fresh = ['MobilenetV1/Conv2d_0/BatchNorm/moving_mean']
+    warning = moving_average_warning(fresh, 0.9997, 1200)
+    assert 'batch_norm_decay 0.9997 averages over about 3333 steps' in warning
+    assert '--batch_norm_decay 0.991 or lower' in warning
+    # Its suggestion settles: a window of a tenth of the run.
+    assert moving_average_warning(fresh, 0.991, 1200) is None
+    assert moving_average_warning(fresh, 0.9997, 60000) is None
+    assert moving_average_warning([], 0.9997, 1200) is None  # restored from a checkpoint

@@ -77,6 +77,10 @@ class Config:
                            'fc6/fc7')
     dropout_keep_prob: float = _model(0.5, 'keep probability of the dropout layers')
     weight_decay: float = _model(5e-4, 'L2 weight decay')
+    batch_norm_decay: float = _model(0.9997, 'decay of the batch-norm moving averages '
+                                     '(MobileNet, Inception) in training; 0.9997 (slim\'s) '
+                                     'averages ~3300 steps: lower it for short runs from '
+                                     'scratch')
     depth_multiplier: float = _model(1.0, 'MobileNet / Inception channel multiplier')
     final_endpoint: str = _model('Conv2d_13_pointwise', 'MobileNet layer the head starts from')
     classifier_kernel: int = _model(7, 'MobileNet FCN head: depthwise kernel size')
@@ -172,6 +176,9 @@ class Config:
         if not 0 < self.dropout_keep_prob <= 1:
             raise ConfigError('dropout_keep_prob must be in (0, 1], got %r'
                               % self.dropout_keep_prob)
+        if not 0 <= self.batch_norm_decay < 1:
+            raise ConfigError('batch_norm_decay must be in [0, 1), got %r'
+                              % self.batch_norm_decay)
         if self.learning_rate <= 0:
             raise ConfigError('learning_rate must be positive, got %r' % self.learning_rate)
         for name in ('bias_lr_multiplier', 'backbone_lr_multiplier'):

@@ -51,6 +51,7 @@ def make_step_fn(config, weights, optimizers, global_step):
         images, labels = batch
         logits, _ = build_network(images, config.num_classes, True,
                                   dropout_keep_prob=config.dropout_keep_prob,
+                                  batch_norm_decay=config.batch_norm_decay,
                                   **config.network_args())
         loss = softmax_cross_entropy_ignore(logits, labels, config.num_classes, weights,
                                             config.loss_normalization,

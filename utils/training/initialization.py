@@ -4,6 +4,8 @@ The official tf-slim `vgg_16.ckpt` and partial checkpoints (e.g. a conv trunk wi
 both work: every model variable present in the checkpoint with the same shape is restored, the
 rest are initialised fresh and listed. Shape mismatches are errors that name the variable.
 """
+import math
+
 import tensorflow.compat.v1 as tf
 
 from nets.fcn import HEAD_SCOPE
@@ -72,4 +74,21 @@ def make_init_fn(checkpoint_path, variables, exclude_scopes=(), log=print, requi
     def init_fn(session):
         saver.restore(session, checkpoint_path)
 
+    init_fn.fresh = fresh
     return init_fn
+
+
+def moving_average_warning(fresh, decay, steps):
+    """A warning (str) when batch-norm moving averages that start fresh (`fresh`: their names)
+    average over more than a tenth of a `steps`-step run at `decay`: at its end they would
+    still hold much of their initial values and of early training's statistics, and models
+    in inference mode (validation, evaluation, export) would give garbage. Else None."""
+    window = 1.0 / (1.0 - decay)
+    if not fresh or window <= steps / 10.0:
+        return None
+    suggestion = max(math.floor((1.0 - 10.0 / steps) * 1000) / 1000, 0.0)
+    return ('Warning: %d batch-norm moving averages start fresh (e.g. %s) and batch_norm_decay '
+            '%g averages over about %d steps, more than a tenth of max_steps %d: inference '
+            '(validation, evaluate.py, exports) would use stale statistics; set '
+            '--batch_norm_decay %g or lower, or start from a checkpoint that has them'
+            % (len(fresh), fresh[0], decay, round(window), steps, suggestion))
