@@ -1,6 +1,7 @@
 """Shared fixtures: a fresh graph per test, fixed seeds, tiny demo records, the shared data."""
 import os
 import random
+import subprocess
 import sys
 
 import numpy as np
@@ -49,6 +50,14 @@ def demo_records(tmp_path_factory):
                       log=lambda *_: None)
         paths.append(path)
     return tuple(paths)
+
+
+def run_script(script, *args, timeout=600, env=None):
+    """Runs a script of the repository in its own process, as a user would: (exit code,
+    stdout + stderr)."""
+    result = subprocess.run([sys.executable, os.path.join(ROOT, script)] + list(args),
+                            capture_output=True, text=True, cwd=ROOT, timeout=timeout, env=env)
+    return result.returncode, result.stdout + result.stderr
 
 
 def require(path, what):

@@ -11,7 +11,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
-from tests.conftest import DEMO_NUM_CLASSES, ROOT
+from tests.conftest import DEMO_NUM_CLASSES, ROOT, run_script as run
 from utils.config import resolve_config
 from utils.data.conversion import convert_pairs, make_label_spec
 from utils.data.layouts import camvid_pairs
@@ -24,12 +24,6 @@ from utils.training.trainer import train
 DEMO = os.path.join(ROOT, 'configs', 'demo.yaml')
 TINY = ['--config', DEMO, '--model', 'fcn32s', '--fc_depth', '8', '--crop_size', '32,32',
         '--batch_size', '1', '--log_every', '1', '--crf', 'false']
-
-
-def run(script, *args, timeout=300, env=None):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, script)] + list(args),
-                            capture_output=True, text=True, cwd=ROOT, timeout=timeout, env=env)
-    return result.returncode, result.stdout + result.stderr
 
 
 def tiny_config(**overrides):

@@ -2,14 +2,12 @@
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tests.conftest import ROOT
+from tests.conftest import run_script as run_job
 from utils.deploy.saved_model import (FROZEN_GRAPH_FILENAME, ExportedModel, FrozenModel,
                                       export_saved_model, parity_check)
 from utils.crf import CrfPool
@@ -17,12 +15,6 @@ from utils.inference.predictor import Predictor
 from utils.rundir import load_run
 from utils.evaluation.metrics import confusion_matrix, scores
 from utils.data.records import parse_example
-
-
-def run_job(script, *args):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, script)] + list(args),
-                            capture_output=True, text=True, cwd=ROOT, timeout=600)
-    return result.returncode, result.stdout + result.stderr
 
 
 def records(path):

@@ -1,15 +1,13 @@
 import glob
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
 from nets import build_network
-from tests.conftest import DEMO_NUM_CLASSES, ROOT
+from tests.conftest import DEMO_NUM_CLASSES, ROOT, run_script
 from utils.config import resolve_config
 from utils.errors import CheckpointError, ConfigError
 from utils.training.initialization import make_init_fn
@@ -21,9 +19,7 @@ FAST = ['--config', os.path.join(ROOT, 'configs', 'demo.yaml'), '--fc_depth', '1
 
 
 def run_train(*args):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py')] + FAST + list(args),
-                            capture_output=True, text=True, cwd=ROOT, timeout=600)
-    return result.returncode, result.stdout + result.stderr
+    return run_script('train.py', *FAST, *args)
 
 
 def test_short_run_writes_checkpoints_and_jpegs_then_resumes(demo_records, tmp_path):

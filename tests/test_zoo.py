@@ -15,6 +15,7 @@ from utils.deploy.operations import budget, count_ops
 from utils.training.trainer import train
 from utils.upsampling import bilinear_kernel
 
+
 def variable(name):
     return next(v for v in tf.global_variables() if v.op.name == name)
 
