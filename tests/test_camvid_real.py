@@ -58,3 +58,19 @@ def test_hed_checkpoint_restores_exactly_the_26_conv_variables():
         restored = sess.run(tf.model_variables()[0])
     expected = tf.train.load_checkpoint(HED_CHECKPOINT).get_tensor('vgg_16/conv1/conv1_1/weights')
     np.testing.assert_array_equal(restored, expected)
+
+
+def test_camvid7_config_maps_camvid_classes_to_the_cars_seven(tmp_path):
+    require(CAMVID_DIR, 'CamVid')
+    config = resolve_config(os.path.join(ROOT, 'configs', 'camvid7_mobilenet_fcn.yaml'))
+    spec = make_label_spec(config.num_classes, config.void_label, config.label_map,
+                           config.label_map_default)
+    pairs = camvid_pairs(CAMVID_DIR, 'val')[:3]
+    report = convert_pairs(pairs, str(tmp_path / 'val7.record'), spec, log=lambda *_: None)
+    direct = np.zeros(12, np.int64)
+    for _, label_path in pairs:
+        direct += np.bincount(cv2.imread(label_path, cv2.IMREAD_UNCHANGED).ravel(), minlength=12)
+    # Sky; Building, Pole, SignSymbol, Fence; Road; Pavement; Car; Pedestrian, Bicyclist; Tree.
+    groups = [[0], [1, 2, 6, 7], [3], [4], [8], [9, 10], [5]]
+    assert report['class_pixel_counts'] == [int(direct[g].sum()) for g in groups]
+    assert report['ignored_pixel_count'] == direct[11]
