@@ -20,10 +20,9 @@ from utils.startup import import_tensorflow_quietly
 import_tensorflow_quietly()
 
 from utils.cli import list_of, run_job  # noqa: E402
-from utils.deploy.saved_model import (FORMATS, PARITY_TOLERANCE, REPORT_FILENAME,  # noqa: E402
-                                      benchmark_latency, compare_mean_iou,
-                                      export_saved_model, format_path,
-                                      load_exported, parity_check, size_on_disk)
+from utils.deploy.export import (FORMATS, PARITY_TOLERANCE, REPORT_FILENAME,  # noqa: E402
+                                 benchmark_latency, compare_mean_iou, export_model, format_path,
+                                 load_exported, parity_check, size_on_disk)
 from utils.errors import ConfigError  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
 from utils.inference.image_files import expand_inputs, read_rgb  # noqa: E402
@@ -124,8 +123,8 @@ def main(argv=None):
             raise ConfigError('--formats: unknown %s; choose from %s'
                               % (', '.join(unknown), ', '.join(FORMATS)))
         config, checkpoint = load_run(args.run_dir, args.checkpoint, args.latest)
-        export_saved_model(config, checkpoint, args.export_dir, args.formats, args.input_size,
-                           args.float16, args.calibration_record)
+        export_model(config, checkpoint, args.export_dir, args.formats, args.input_size,
+                     args.float16, args.calibration_record)
         print('Exported %s to %s' % (checkpoint, args.export_dir))
         formats = ('saved_model',) + tuple(f for f in args.formats if f != 'saved_model')
         predictor = Predictor(config, checkpoint)  # the reference: one restore for all formats

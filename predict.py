@@ -20,7 +20,7 @@ from tqdm import tqdm  # noqa: E402
 
 from utils.cli import list_of, output_folder, run_job  # noqa: E402
 from utils.crf import CrfPool  # noqa: E402
-from utils.deploy.saved_model import ExportedPredictor  # noqa: E402
+from utils.inference.exported import ExportedPredictor  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
 from utils.evaluation.crf_search import (searched_crf_settings,  # noqa: E402
                                          with_crf_settings)

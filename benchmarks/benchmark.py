@@ -101,7 +101,7 @@ def train_section(args, records, config_path, peak):
 
 def inference_section(args, work):
     """ms/image at batch 1 of the config's network through an exported SavedModel."""
-    from utils.deploy.saved_model import benchmark_latency
+    from utils.deploy.export import benchmark_latency
     config = resolve_config(args.config)
     model = bench.exported_model(config, work, 'inference')
     print('\n## Inference (%s, exported SavedModel, class map), batch 1'
@@ -113,7 +113,7 @@ def inference_section(args, work):
 
 
 def mobilenet_section(work):
-    from utils.deploy.saved_model import benchmark_latency
+    from utils.deploy.export import benchmark_latency
     config = resolve_config(os.path.join(ROOT, 'configs', 'cityscapes7_mobilenet_fcn.yaml'))
     model = bench.exported_model(config, work, 'mobilenet')
     results = {batch: 1000.0 / benchmark_latency(model, 320, 480, batch, runs=20)

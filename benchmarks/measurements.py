@@ -16,7 +16,9 @@ import tensorflow.compat.v1 as tf
 from nets import build_network
 from utils.crf import CrfPool, dense_crf
 from utils.data.layouts import camvid_pairs
-from utils.deploy.saved_model import CLASSES_KEY, ExportedModel, export_saved_model
+from utils.deploy.export import export_model
+from utils.deploy.saved_model import ExportedModel
+from utils.deploy.serving import CLASSES_KEY
 from utils.evaluation.crf_search import collect_probabilities
 from utils.evaluation.scoring import evaluate
 from utils.rundir import load_run
@@ -84,7 +86,7 @@ def exported_model(config, work, name):
             session.run(tf.global_variables_initializer())
             tf.train.Saver(tf.model_variables()).save(session, checkpoint)
     export_dir = os.path.join(work, name + '_export')
-    export_saved_model(config, checkpoint, export_dir)
+    export_model(config, checkpoint, export_dir)
     return ExportedModel(export_dir, outputs=(CLASSES_KEY,))
 
 

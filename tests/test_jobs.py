@@ -8,8 +8,8 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tests.conftest import run_script as run_job
-from utils.deploy.saved_model import (FROZEN_GRAPH_FILENAME, ExportedModel, FrozenModel,
-                                      export_saved_model, parity_check)
+from utils.deploy.export import export_model, parity_check
+from utils.deploy.saved_model import FROZEN_GRAPH_FILENAME, ExportedModel, FrozenModel
 from utils.crf import CrfPool
 from utils.inference.predictor import Predictor
 from utils.rundir import load_run
@@ -119,7 +119,7 @@ def test_predict_keeps_odd_input_sizes(trained_run, tmp_path):
 def test_export_parity_with_the_checkpoint(trained_run, demo_records, tmp_path):
     config, checkpoint = load_run(trained_run)
     export_dir = str(tmp_path / 'exported')
-    export_saved_model(config, checkpoint, export_dir, ('saved_model', 'frozen_graph'))
+    export_model(config, checkpoint, export_dir, ('saved_model', 'frozen_graph'))
     images = [image for image, _ in records(demo_records[1])]
     images.append(np.random.RandomState(1).randint(0, 256, (45, 67, 3), np.uint8))
     predictor = Predictor(config, checkpoint)
@@ -167,8 +167,8 @@ def test_export_parity_with_the_checkpoint(trained_run, demo_records, tmp_path):
 def test_predict_from_an_exported_model_matches_the_run(trained_run, demo_records, tmp_path):
     config, checkpoint = load_run(trained_run)
     export_dir = str(tmp_path / 'exported')
-    export_saved_model(config, checkpoint, export_dir,
-                       ('saved_model', 'frozen_graph', 'onnx', 'tflite'), input_size=(50, 70))
+    export_model(config, checkpoint, export_dir,
+                 ('saved_model', 'frozen_graph', 'onnx', 'tflite'), input_size=(50, 70))
     image = np.random.RandomState(2).randint(0, 256, (50, 70, 3), np.uint8)
     cv2.imwrite(str(tmp_path / 'in.png'), image[..., ::-1])
     labels = {}

@@ -1,0 +1,133 @@
+"""Export for deployment: a SavedModel and, beside it, a frozen graph, ONNX and TFLite models
+(see each format's module for its tensors); loading any of them; the checks the export report
+makes (parity with the checkpoint, mIoU, latency).
+
+    export_model(config, checkpoint, 'exported/camvid', ('saved_model', 'onnx'))
+    model = load_exported('exported/camvid', 'onnx')   # model(uint8 images) -> [classes, probs]
+"""
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+from utils.config import save_config
+from utils.deploy.onnx_model import ONNX_FILENAME, OnnxModel, export_onnx
+from utils.deploy.saved_model import (FROZEN_GRAPH_FILENAME, ExportedModel, FrozenModel,
+                                      write_saved_model)
+from utils.deploy.serving import CLASSES_KEY, INPUT_KEY, PROBABILITIES_KEY
+from utils.deploy.tflite_model import (TFLITE_FILENAME, TFLITE_INT8_FILENAME, TfliteModel,
+                                       export_tflite, record_pairs)
+from utils.evaluation.metrics import confusion_matrix, scores
+from utils.errors import ConfigError
+from utils.fileio import output_error
+from utils.rundir import CONFIG_FILENAME
+
+FORMATS = ('saved_model', 'frozen_graph', 'onnx', 'tflite', 'tflite_int8')
+REPORT_FILENAME = 'export_report.json'
+PARITY_TOLERANCE = 0.001  # share of pixels a float format may classify otherwise (rounding)
+
+
+def format_path(export_dir, model_format):
+    """The file (or, for the SavedModel, the folder) of an exported format."""
+    return {'saved_model': export_dir,
+            'frozen_graph': os.path.join(export_dir, FROZEN_GRAPH_FILENAME),
+            'onnx': os.path.join(export_dir, ONNX_FILENAME),
+            'tflite': os.path.join(export_dir, TFLITE_FILENAME),
+            'tflite_int8': os.path.join(export_dir, TFLITE_INT8_FILENAME)}[model_format]
+
+
+def size_on_disk(path):
+    """Bytes of a file, or of the files of a SavedModel folder (its own files only)."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path)
+               for name in names if root != path or name in ('saved_model.pb', CONFIG_FILENAME))
+
+
+def export_model(config, checkpoint, export_dir, formats=('saved_model',), input_size=None,
+                 float16=False, calibration_record=None):
+    """Writes a SavedModel of the checkpoint to `export_dir` (which must not exist yet), and
+    with 'frozen_graph' in `formats` also EXPORT_DIR/frozen_inference_graph.pb, with 'onnx'
+    EXPORT_DIR/model.onnx (converted from the frozen graph, which is then written too), with
+    'tflite' EXPORT_DIR/model.tflite for images of `input_size` (height, width; float16
+    weights with `float16`), with 'tflite_int8' EXPORT_DIR/model_int8.tflite (full-integer,
+    calibrated on `calibration_record`).
+
+    The model is built in a temporary folder beside it and renamed when complete; the run's
+    config is saved in it as config.yaml.
+    """
+    if os.path.exists(export_dir):
+        raise FileExistsError('export dir %s exists; remove it or choose another' % export_dir)
+    if ('tflite' in formats or 'tflite_int8' in formats) and not input_size:
+        raise ConfigError('TFLite models take one input size: give --input_size HEIGHT,WIDTH')
+    if 'tflite_int8' in formats and not calibration_record:
+        raise ConfigError('tflite_int8 is calibrated on images: give --calibration_record '
+                          '(e.g. a slice of the training records)')
+    parent = os.path.dirname(os.path.abspath(export_dir))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp_root = tempfile.mkdtemp(prefix='.export-', dir=parent)
+    except OSError as e:
+        raise output_error(export_dir, e) from None
+    tmp_dir = os.path.join(tmp_root, 'model')
+    try:
+        frozen = write_saved_model(config, checkpoint, tmp_dir,
+                                   'frozen_graph' in formats or 'onnx' in formats)
+        if 'tflite' in formats:
+            export_tflite(config, checkpoint, os.path.join(tmp_dir, TFLITE_FILENAME),
+                          input_size, float16)
+        if 'tflite_int8' in formats:
+            export_tflite(config, checkpoint, os.path.join(tmp_dir, TFLITE_INT8_FILENAME),
+                          input_size, calibration_record=calibration_record)
+        if 'onnx' in formats:
+            export_onnx(frozen, os.path.join(tmp_dir, ONNX_FILENAME), [INPUT_KEY + ':0'],
+                        [CLASSES_KEY + ':0', PROBABILITIES_KEY + ':0'])
+        save_config(config, os.path.join(tmp_dir, CONFIG_FILENAME))
+        os.replace(tmp_dir, export_dir)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    return export_dir
+
+
+def load_exported(export_dir, model_format='saved_model',
+                  outputs=(CLASSES_KEY, PROBABILITIES_KEY)):
+    """The exported model of `model_format` (FORMATS) in `export_dir`."""
+    path = format_path(export_dir, model_format)
+    if model_format == 'frozen_graph':
+        return FrozenModel(path, outputs)
+    if model_format in ('tflite', 'tflite_int8'):
+        return TfliteModel(path, outputs)
+    if model_format == 'onnx':
+        return OnnxModel(path, INPUT_KEY + ':0', ['%s:0' % key for key in outputs])
+    return ExportedModel(path, outputs)
+
+
+def parity_check(predictor, model, images):
+    """Pixels whose class differs between the checkpoint and the exported model, per image."""
+    return [int((predictor.predict(image).argmax(-1) != model(image[None])[0][0]).sum())
+            for image in images]
+
+
+def compare_mean_iou(predictor, model, record_spec, size, num_classes):
+    """(mIoU of the checkpoint, mIoU of the exported `model`) on the images of `record_spec`
+    resized to `size` (height, width), labels by nearest neighbour."""
+    hists = [np.zeros((num_classes, num_classes), np.int64) for _ in range(2)]
+    for image, label in record_pairs(record_spec, size):
+        hists[0] += confusion_matrix(label, predictor.predict(image).argmax(-1), num_classes)
+        hists[1] += confusion_matrix(label, model(image[None])[0][0], num_classes)
+    return tuple(scores(hist)['mean_iou'] for hist in hists)
+
+
+def benchmark_latency(model, height, width, batch=1, runs=20, warmup=3):
+    """Median milliseconds per image of the exported model on random images of that size."""
+    images = np.random.RandomState(0).randint(0, 256, (batch, height, width, 3), np.uint8)
+    for _ in range(warmup):
+        model(images)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model(images)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times)) / batch
