@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from nets import LOGITS, MODELS, NETWORK_ARGS, accepted_args, build_network
+from nets import LOGITS, MODELS, NETWORK_ARGS, TRAINING_ARGS, accepted_args, build_network
 from nets.fcn import fcn
 from nets.inception_v3_fcn import inception_v3_fcn
 from nets.mobilenet_v1 import mobilenet_v1_fcn
@@ -50,8 +50,10 @@ def test_the_factory_hands_each_network_only_its_own_settings():
     assert 'depth_multiplier' not in accepted_args('fcn8s')
     assert 'fc_depth' not in accepted_args('mobilenet_v1_fcn')
     assert 'classifier_kernel' not in accepted_args('inception_v3_fcn8s')
+    assert 'batch_norm_decay' not in accepted_args('fcn8s')  # VGG has no batch norm
+    assert 'batch_norm_decay' in accepted_args('mobilenet_v1_fcn8s')
     for model in MODELS:
-        assert set(accepted_args(model)) <= set(NETWORK_ARGS) | {'dropout_keep_prob'}
+        assert set(accepted_args(model)) <= set(NETWORK_ARGS + TRAINING_ARGS)
     # A config's network settings all go in; the MobileNet head ignores VGG's fc_depth.
     config = resolve_config(os.path.join(ROOT, 'configs', 'cityscapes7_mobilenet_fcn.yaml'),
                             {'depth_multiplier': '0.25', 'classifier_depth': '8'})
