@@ -119,13 +119,13 @@ def test_verify_reports_a_short_raw_label_in_one_line(tmp_path):
     assert 'Traceback' not in out.stderr
 
 
-def run_script(*args):
+def run_python(*args):
     return subprocess.run([sys.executable] + list(args), capture_output=True, text=True,
                           timeout=300, cwd=ROOT)
 
 
 def test_help_explains_every_key_by_section():
-    out = run_script('train.py', '--help')
+    out = run_python('train.py', '--help')
     assert out.returncode == 0
     text = ' '.join(out.stdout.split())
     assert 'config: model:' in text and 'config: optimisation:' in text
@@ -140,7 +140,7 @@ def test_help_explains_every_key_by_section():
      "'' is not comma-separated float values"),
 ])
 def test_comma_lists_are_parsed_one_way_with_a_clear_error(argv, message):
-    out = run_script(*argv)
+    out = run_python(*argv)
     assert out.returncode == 2 and message in out.stderr and 'Traceback' not in out.stderr
 
 

@@ -148,7 +148,7 @@ def test_bad_pairs_are_skipped_with_their_file_names(tmp_path):
     assert [r[2] for r in read_records(out)] == ['f006.png', 'f007.png']
 
 
-def run_script(*args):
+def run_converter(*args):
     return subprocess.run([sys.executable, os.path.join(ROOT, 'convert_fcn_dataset.py')]
                           + list(args), capture_output=True, text=True, cwd=ROOT)
 
@@ -157,21 +157,21 @@ def test_cli_strict_and_empty_input_keep_earlier_output(tmp_path):
     root = str(tmp_path)
     write_camvid(root, 'val', 3)
     out = str(tmp_path / 'val.record')
-    ok = run_script('--dataset_format', 'camvid', '--data_dir', root, '--split', 'val',
+    ok = run_converter('--dataset_format', 'camvid', '--data_dir', root, '--split', 'val',
                     '--output_path', out)
     assert ok.returncode == 0, ok.stderr
     assert 'Wrote 3 of 3 pairs' in ok.stdout
     before = open(out, 'rb').read()
     cv2.imwrite(os.path.join(root, 'valannot', 'f001.png'), np.full((20, 30), 99, np.uint8))
-    strict = run_script('--dataset_format', 'camvid', '--data_dir', root, '--split', 'val',
+    strict = run_converter('--dataset_format', 'camvid', '--data_dir', root, '--split', 'val',
                         '--output_path', out, '--strict')
     assert strict.returncode != 0 and 'strict' in strict.stderr
     os.makedirs(os.path.join(root, 'empty'))
     os.makedirs(os.path.join(root, 'emptyannot'))
-    empty = run_script('--dataset_format', 'camvid', '--data_dir', root, '--split', 'empty',
+    empty = run_converter('--dataset_format', 'camvid', '--data_dir', root, '--split', 'empty',
                        '--output_path', out)
     assert empty.returncode != 0 and 'no image/label pairs' in empty.stderr
-    missing = run_script('--dataset_format', 'camvid', '--data_dir', root, '--split', 'nope',
+    missing = run_converter('--dataset_format', 'camvid', '--data_dir', root, '--split', 'nope',
                          '--output_path', out)
     assert missing.returncode != 0 and 'nope' in missing.stderr
     assert open(out, 'rb').read() == before  # earlier output untouched
@@ -299,19 +299,19 @@ def test_min_size_and_verify(tmp_path):
     root = str(tmp_path)
     write_camvid(root, 'val', 2)
     out = str(tmp_path / 'v.record')
-    result = run_script('--dataset_format', 'camvid', '--data_dir', root, '--split', 'val',
+    result = run_converter('--dataset_format', 'camvid', '--data_dir', root, '--split', 'val',
                         '--output_path', out, '--min_size', '32,32')
     assert result.returncode == 1 and 'smaller than the minimum size' in result.stderr
-    result = run_script('--dataset_format', 'camvid', '--data_dir', root, '--split', 'val',
+    result = run_converter('--dataset_format', 'camvid', '--data_dir', root, '--split', 'val',
                         '--output_path', out, '--num_workers', '2')
     assert result.returncode == 0, result.stderr
-    check = run_script('--verify', '--output_path', out, '--config',
+    check = run_converter('--verify', '--output_path', out, '--config',
                        os.path.join(ROOT, 'configs', 'camvid_fcn8s.yaml'))
     assert check.returncode == 0 and 'Verified 2 records' in check.stdout
     data = open(out, 'rb').read()
     with open(out, 'wb') as f:
         f.write(data[:len(data) // 2])
-    check = run_script('--verify', '--output_path', out, '--num_classes', '5')
+    check = run_converter('--verify', '--output_path', out, '--num_classes', '5')
     assert check.returncode == 1 and 'truncated or corrupt' in check.stdout
 
 

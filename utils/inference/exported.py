@@ -14,9 +14,9 @@ from utils.rundir import CONFIG_FILENAME
 
 
 class ExportedPredictor:
-    """An exported model (SavedModel folder or frozen .pb) behind the Predictor interface
-    (`config`, `predict`, `predict_batch`), so that predict.py checks a deployment end to end.
-    The config is the config.yaml saved in the export folder."""
+    """An exported model (SavedModel folder, frozen .pb, .onnx or .tflite) behind the Predictor
+    interface (`config`, `predict`, `predict_batch`), so that predict.py checks a deployment
+    end to end. The config is the config.yaml saved in the export folder."""
 
     def __init__(self, path):
         by_extension = {'.pb': 'frozen_graph', '.onnx': 'onnx', '.tflite': 'tflite'}

@@ -78,6 +78,14 @@ def make_init_fn(checkpoint_path, variables, exclude_scopes=(), log=print, requi
     return init_fn
 
 
+def fresh_moving_averages(init_fn):
+    """Names of the default graph's batch-norm moving averages that start at their initial
+    values: those `init_fn` (make_init_fn's) does not restore, or all when it is None."""
+    fresh = init_fn.fresh if init_fn else [v.op.name for v in tf.model_variables()]
+    moving = {v.op.name for v in tf.moving_average_variables()}
+    return [name for name in fresh if name in moving]
+
+
 def moving_average_warning(fresh, decay, steps):
     """A warning (str) when batch-norm moving averages that start fresh (`fresh`: their names)
     average over more than a tenth of a `steps`-step run at `decay`: at its end they would

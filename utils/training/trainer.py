@@ -24,7 +24,8 @@ from utils.runtime import available_memory_bytes, resolve_precision, session_con
 from utils.training.distribution import (check_devices, is_chief, make_strategy,
                                          session_target)
 from utils.training.graph import build_training_graph, check_activation_memory
-from utils.training.initialization import make_init_fn, moving_average_warning
+from utils.training.initialization import (fresh_moving_averages, make_init_fn,
+                                           moving_average_warning)
 from utils.training.loop import TrainingLoop
 from utils.training.optimization import session_rewrites
 
@@ -88,10 +89,7 @@ def build_graph(config, run, log):
             tensors['init_fn'] = make_init_fn(config.checkpoint_path, tf.model_variables(),
                                               config.checkpoint_exclude_scopes, log)
         if not tensors['candidates']:
-            fresh = (tensors['init_fn'].fresh if tensors['init_fn']
-                     else [v.op.name for v in tf.model_variables()])
-            moving = {v.op.name for v in tf.moving_average_variables()}
-            warning = moving_average_warning([name for name in fresh if name in moving],
+            warning = moving_average_warning(fresh_moving_averages(tensors['init_fn']),
                                              config.batch_norm_decay, config.max_steps)
             if warning:
                 log(warning)
