@@ -9,7 +9,6 @@ Labels are stored as PNG train ids with void mapped to 255, following the datase
 (num_classes, void_label, label_map, label_offset, color_map). Unusable pairs are skipped and
 listed (--strict: the run fails instead); a report is written to OUTPUT_PATH.report.json.
 """
-import argparse
 import os
 import sys
 
@@ -19,7 +18,7 @@ import_tensorflow_quietly()
 
 from tqdm import tqdm  # noqa: E402
 
-from utils.cli import list_of, run_job  # noqa: E402
+from utils.cli import job_parser, list_of, run_job  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
 from utils.data.conversion import REPORT_SUFFIX, convert_pairs, make_label_spec  # noqa: E402
 from utils.data.layouts import DEFAULT_CONFIGS, FORMATS, find_pairs  # noqa: E402
@@ -31,7 +30,7 @@ NEEDS = {'folders': ['image_dir', 'label_dir'], 'list': ['list_file']}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = job_parser(__doc__)
     p.add_argument('--dataset_format', choices=FORMATS)
     p.add_argument('--data_dir', help='dataset root (list format: root of relative paths)')
     p.add_argument('--split', help='split name, e.g. train, val, trainaug, training')

@@ -5,7 +5,6 @@ per image, and the GOPS needed for a number of cameras at a frame rate, against 
         --classifier_depth 1024 --num_classes 7 --input_size 320,480 --cameras 4 --fps 15 --budget_gops 70
     python count_ops.py --config configs/camvid_fcn8s.yaml --input_size 360,480
 """
-import argparse
 import sys
 
 from utils.startup import import_tensorflow_quietly
@@ -13,7 +12,7 @@ from utils.startup import import_tensorflow_quietly
 import_tensorflow_quietly()
 
 from nets import NETWORK_ARGS  # noqa: E402
-from utils.cli import list_of, run_job  # noqa: E402
+from utils.cli import job_parser, list_of, run_job  # noqa: E402
 from utils.config import add_config_flags, overrides_from_args, resolve_config  # noqa: E402
 from utils.deploy.operations import budget, count_ops, format_table  # noqa: E402
 from utils.runtime import setup_tensorflow  # noqa: E402
@@ -22,7 +21,7 @@ NETWORK_KEYS = ('model', 'num_classes') + NETWORK_ARGS  # the config keys this j
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = job_parser(__doc__)
     p.add_argument('--config', help='experiment YAML (its network settings are used)')
     add_config_flags(p, NETWORK_KEYS)
     p.add_argument('--input_size', required=True, help='HEIGHT,WIDTH',

@@ -18,7 +18,8 @@ from utils.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-from utils.cli import list_of, non_negative_int, output_folder, run_job  # noqa: E402
+from utils.cli import (job_parser, list_of, non_negative_int, output_folder,  # noqa: E402
+                       run_job)
 from utils.crf import CrfPool  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
 from utils.evaluation.crf_search import (collect_probabilities, crf_search,  # noqa: E402
@@ -35,7 +36,7 @@ floats = list_of(float, example="3,5,10")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = job_parser(__doc__)
     p.add_argument('--run_dir', required=True, help='a training --output_dir')
     p.add_argument('--checkpoint', help='checkpoint prefix (default: the run\'s best by '
                    'validation mIoU, else its latest)')

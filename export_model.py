@@ -8,7 +8,6 @@ and writes EXPORT_DIR/export_report.json.
         saved_model,frozen_graph,onnx,tflite --input_size 320,480 --parity_images 'val/*.png' \
         --benchmark_size 320,480 --cameras 4 --fps 15
 """
-import argparse
 import json
 import os
 import sys
@@ -19,7 +18,7 @@ from utils.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-from utils.cli import list_of, run_job  # noqa: E402
+from utils.cli import job_parser, list_of, run_job  # noqa: E402
 from utils.deploy.export import (FORMATS, PARITY_TOLERANCE, REPORT_FILENAME,  # noqa: E402
                                  benchmark_latency, compare_mean_iou, export_model, format_path,
                                  load_exported, parity_check, size_on_disk)
@@ -32,7 +31,7 @@ from utils.runtime import setup_tensorflow  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = job_parser(__doc__)
     p.add_argument('--run_dir', required=True, help='a training --output_dir')
     p.add_argument('--checkpoint', help='checkpoint prefix (default: the run\'s best by '
                    'validation mIoU, else its latest)')

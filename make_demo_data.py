@@ -2,13 +2,13 @@
 
     python make_demo_data.py --output_dir build/demo/data
 """
-import argparse
+from utils.cli import job_parser
 
 from utils.data.demo import write_demo_dataset
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = job_parser(__doc__)
     p.add_argument('--output_dir', required=True)
     p.add_argument('--num_train', type=int, default=48)
     p.add_argument('--num_val', type=int, default=8)

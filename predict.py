@@ -8,7 +8,6 @@ exported model (to check a deployment end to end).
 Per input NAME.ext: NAME_label.png (class indices, same size as the input), NAME_color.png
 (class colours) and NAME_overlay.jpg. Preprocessing is the training's; runs on CPU or GPU.
 """
-import argparse
 import os
 import sys
 
@@ -18,7 +17,7 @@ import_tensorflow_quietly()
 
 from tqdm import tqdm  # noqa: E402
 
-from utils.cli import list_of, output_folder, run_job  # noqa: E402
+from utils.cli import job_parser, list_of, output_folder, run_job  # noqa: E402
 from utils.crf import CrfPool  # noqa: E402
 from utils.inference.exported import ExportedPredictor  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
@@ -31,7 +30,7 @@ from utils.runtime import setup_tensorflow  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = job_parser(__doc__)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument('--run_dir', help='a training --output_dir')
     source.add_argument('--exported', help='an export_model.py folder (SavedModel) or its '

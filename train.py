@@ -8,7 +8,6 @@
 Every config key can be given as a flag (flags override the YAML; `--help` lists them by
 section). A rerun with the same --output_dir resumes from its latest checkpoint.
 """
-import argparse
 import signal
 import sys
 
@@ -16,7 +15,7 @@ from utils.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-from utils.cli import run_job  # noqa: E402
+from utils.cli import job_parser, run_job  # noqa: E402
 from utils.config import add_config_flags, overrides_from_args, resolve_config  # noqa: E402
 from utils.runtime import make_logger, setup_tensorflow  # noqa: E402
 from utils.training.monitoring import format_scores  # noqa: E402
@@ -24,7 +23,7 @@ from utils.training.trainer import train  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = job_parser(__doc__)
     parser.add_argument('--config', help='experiment YAML in configs/')
     add_config_flags(parser)
     return parser.parse_args(argv)

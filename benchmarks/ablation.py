@@ -13,7 +13,6 @@ reached --max_steps is read, not retrained, so an interrupted ablation resumes; 
 deleted once a variant is scored (--keep_runs keeps them). Results go to WORK_DIR/ablation.md
 and ablation.json as they come.
 """
-import argparse
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from utils.cli import run_job  # noqa: E402
+from utils.cli import job_parser, run_job  # noqa: E402
 from utils.config import load_yaml, resolve_config  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
@@ -37,7 +36,7 @@ HEADER = ('| setting | changes | steps | wall | best val mIoU (step) | with CRF 
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = job_parser(__doc__)
     p.add_argument('--config', required=True, help='the base config (YAML)')
     p.add_argument('--variants', required=True, help='YAML: name -> {config key: value}')
     p.add_argument('--only', help='comma-separated variant names to run (default: all)')

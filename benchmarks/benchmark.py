@@ -8,7 +8,6 @@ session, with ratios.
     python benchmarks/benchmark.py --sections mobilenet --peers ../shared/bench
     python benchmarks/benchmark.py --sections crf --run_dir runs/camvid --dataset camvid_val.record
 """
-import argparse
 import os
 import re
 import shutil
@@ -23,7 +22,7 @@ from utils.startup import import_tensorflow_quietly  # noqa: E402
 import_tensorflow_quietly()
 
 from benchmarks import measurements as bench  # noqa: E402
-from utils.cli import list_of, split_list  # noqa: E402
+from utils.cli import job_parser, list_of, split_list  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
 from utils.deploy.operations import count_ops  # noqa: E402
 from utils.runtime import available_cpus, setup_tensorflow  # noqa: E402
@@ -33,7 +32,7 @@ size_of = list_of(int, count=2, minimum=32, example='224,224')  # 'HEIGHT,WIDTH'
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = job_parser(__doc__)
     p.add_argument('--config', default=os.path.join(ROOT, 'configs', 'voc_fcn8s.yaml'))
     p.add_argument('--sizes', default='224,224;360,480', help='HEIGHT,WIDTH;...')
     p.add_argument('--batch_size', type=int, default=4)

@@ -11,6 +11,13 @@ import sys
 from utils.errors import ConfigError, JobError
 
 
+def job_parser(doc):
+    """The argument parser of a job whose module docstring is `doc`: its first line describes
+    the job, and a flag must be written in full (`--max_step` is not taken for
+    `--max_steps`)."""
+    return argparse.ArgumentParser(description=doc.split('\n')[0], allow_abbrev=False)
+
+
 def split_list(text, separator=','):
     """'a, b,,c' -> ['a', 'b', 'c']: items stripped, blank ones dropped."""
     return [item.strip() for item in text.split(separator) if item.strip()]
@@ -35,6 +42,28 @@ def list_of(item_type, count=None, minimum=None, example='1,2'):
                                              % (text, what, item_type.__name__, bound, example))
         return values
     return parse
+
+
+def positive_int(text):
+    """An argparse `type`: an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError('%r is not an integer >= 1' % text)
+    return value
+
+
+def non_negative_float(text):
+    """An argparse `type`: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float('inf'):
+        raise argparse.ArgumentTypeError('%r is not a number >= 0' % text)
+    return value
 
 
 def non_negative_int(text):
