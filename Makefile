@@ -1,5 +1,6 @@
 # make demo: set up, build the synthetic demo dataset, convert it, train FCN-8s, write JPEGs.
 # make test: set up, run the test suite.
+# make lint: set up, check the code with ruff (ruff.toml).
 # make gpu-check: set up (with TensorFlow's CUDA libraries), run the GPU tests verbosely and print
 #   their figures; fails where nvidia-smi lists a GPU that TensorFlow cannot use.
 PYTHON ?= python3
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= build/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test gpu-check setup clean
+.PHONY: demo test lint gpu-check setup clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +31,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check .
 
 gpu-check: setup
 	if command -v nvidia-smi >/dev/null; then \

@@ -21,6 +21,7 @@ import_tensorflow_quietly()
 from utils.cli import (job_parser, list_of, non_negative_int, output_folder,  # noqa: E402
                        run_job)
 from utils.crf import CrfPool  # noqa: E402
+from utils.data.pixels import MAX_IMAGE_PIXELS, PIXELS_FLAG  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
 from utils.evaluation.crf_search import (collect_probabilities, crf_search,  # noqa: E402
                                          format_search_table, searched_crf_settings,
@@ -57,7 +58,9 @@ def parse_args(argv=None):
                    help='how many with --draw worst')
     p.add_argument('--crf_from', metavar='CRF_SEARCH_JSON',
                    help='score with the CRF at the best setting of a crf_search.json')
-    p.add_argument('--crf_search', type=int, default=0, metavar='N',
+    p.add_argument(PIXELS_FLAG, type=non_negative_int, default=MAX_IMAGE_PIXELS,
+                   help='skip (and name) images of more pixels than this (0: no limit)')
+    p.add_argument('--crf_search', type=non_negative_int, default=0, metavar='N',
                    help='grid-search the CRF on the first N images instead of evaluating')
     p.add_argument('--crf_compats', type=floats, default=(3, 5, 10))
     p.add_argument('--crf_sxys', type=floats, default=(30, 60, 90))
@@ -100,7 +103,8 @@ def run_evaluation(args, config, checkpoint):
     with CrfPool(workers=None if config.crf else 1) as crf_pool:  # before the session
         result, rows, kept = evaluate(config, checkpoint, args.dataset, args.num_images,
                                       args.scales, args.flip, worst,
-                                      on_image=draw if worst < 0 else None, crf_pool=crf_pool)
+                                      on_image=draw if worst < 0 else None, crf_pool=crf_pool,
+                                      max_pixels=args.max_image_pixels)
     for sample in kept:
         draw(sample)
     names = class_names_of(config)
@@ -108,11 +112,24 @@ def run_evaluation(args, config, checkpoint):
         'class_names': names, 'checkpoint': checkpoint, 'dataset': args.dataset,
         'scales': list(args.scales), 'flip': args.flip})
     print(per_class_markdown(result, names))
+    for line in data_warnings(result['data']):
+        print(line)
     print('%d images: mIoU %.4f, pixel accuracy %.4f, mean accuracy %.4f, fwIoU %.4f%s'
           % (result['num_images'], result['mean_iou'], result['pixel_accuracy'],
              result['mean_accuracy'], result['fw_iou'],
              ' | with CRF: mIoU %.4f' % result['crf']['mean_iou'] if 'crf' in result else ''))
     print('Written to %s' % args.output_dir)
+
+
+def data_warnings(data):
+    """Lines that tell the user the score is not of the whole record set (damaged files,
+    records skipped), or nothing."""
+    lines = ['warning: %s is damaged: only its first %d record(s) were scored (%s)'
+             % (d['path'], d['readable_records'], d['damage']) for d in data['damaged_files']]
+    if data['skipped_records']:
+        lines.append('warning: %d record(s) skipped: %s' % (
+            len(data['skipped_records']), '; '.join(data['skipped_records'][:5])))
+    return lines
 
 
 def main(argv=None):

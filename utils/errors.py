@@ -28,3 +28,18 @@ class OutputError(JobError, OSError):
 
 class TrainingError(JobError, RuntimeError):
     """The run cannot go on (non-finite loss, unwritable checkpoint, ...)."""
+
+
+def error_reason(error):
+    """The line of an exception's message that says what went wrong.
+
+    A session run's tf.errors.OpError reads 'Graph execution error:', 'Detected at node ...',
+    a Python stack and 'Node: ...' before its reason ('Read less bytes than requested', 'No
+    space left on device'); other errors give their first line.
+    """
+    lines = [line.strip() for line in getattr(error, 'message', str(error)).split('\n')]
+    for line in lines:
+        if line and not (line == 'Graph execution error:' or line.startswith(
+                ('Detected at node', 'File "', 'Node: ', '[[', 'Original stack trace'))):
+            return line
+    return lines[0] if lines else type(error).__name__

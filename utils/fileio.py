@@ -5,8 +5,10 @@ interrupted run never leaves a valid-looking partial file behind, a failed write
 temporary and names the path, and files get the permissions the umask allows (as open() would).
 """
 import contextlib
+import errno
 import glob
 import os
+import re
 import shutil
 import tempfile
 
@@ -19,11 +21,25 @@ def current_umask():
     return mask
 
 
+def write_remedy(error):
+    """What to do about a failed write, from the error's errno (an OSError) or its text (a
+    TensorFlow error): a permission problem is not cured by freeing space."""
+    code = getattr(error, 'errno', None)
+    text = str(error)
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS) or re.search(
+            r'[Pp]ermission denied|[Rr]ead-only file system', text):
+        return 'make it writable or choose another output location'
+    if code in (errno.ENOSPC, errno.EDQUOT) or re.search(r'[Nn]o space left|[Qq]uota', text):
+        return 'free some space or choose another output location'
+    if code in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+        return 'a file or folder is in the way: choose another output location'
+    return 'choose another output location'
+
+
 def output_error(path, error):
     """OutputError naming `path` for an OSError raised while writing it."""
     reason = error.strerror or str(error)
-    return OutputError('cannot write %s (%s); free some space, fix its permissions or choose '
-                       'another output location' % (path, reason))
+    return OutputError('cannot write %s (%s); %s' % (path, reason, write_remedy(error)))
 
 
 @contextlib.contextmanager

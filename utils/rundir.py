@@ -6,6 +6,7 @@
                                            'rss_mb'} per logged step
     OUTPUT_DIR/best/model.ckpt-STEP.*      the checkpoint with the best validation mIoU
     OUTPUT_DIR/eval/best.json              {'mean_iou', 'step', 'checkpoint'} of that checkpoint
+                                           (relative to OUTPUT_DIR)
     OUTPUT_DIR/eval/metrics.jsonl          one line of scores per validation
     OUTPUT_DIR/eval/val_STEP[_K]_KIND.jpg  validation pictures per sample (utils/visualization.py)
     OUTPUT_DIR/progress.png                training loss and validation mIoU over steps
@@ -13,9 +14,14 @@
     per-class IoU, sample pictures).
 
 Training writes it (utils/training/); evaluate.py, predict.py and export_model.py read it with
-`load_run`.
+`load_run`. A run is relocatable: everything it stores about its own files is relative to
+OUTPUT_DIR (best.json, and the `checkpoint` state files TF's savers write with
+save_relative_paths), and reading takes a stored path's file name inside this run's own
+folder, so a copied or moved run (also one written before paths were relative) uses its own
+checkpoints, never the original's.
 """
 import contextlib
+import dataclasses
 import datetime
 import fcntl
 import glob
@@ -103,9 +109,9 @@ class RunDir:
             f.flush()
             try:
                 yield
-            finally:
-                f.seek(0)
-                f.truncate()  # an empty lock file: released cleanly
+            finally:  # released cleanly: no lock file left (another job's open of it fails
+                with contextlib.suppress(OSError):  # its flock, as we still hold it)
+                    os.remove(path)
 
     def remove_other_checkpoints(self, directory, keep):
         """Removes the checkpoints in `directory` other than the prefix `keep` (e.g. the best
@@ -129,8 +135,10 @@ class RunDir:
         return len(stale), size
 
     def check_resumable(self, config):
-        """Refuses a config whose network differs from the one of the run already here."""
-        if not os.path.isfile(self.config_path):
+        """Refuses a config whose network differs from the one of the run already here. A run
+        without checkpoints (a first start that failed) binds nothing: its config is
+        replaced by the corrected rerun."""
+        if not os.path.isfile(self.config_path) or not self.checkpoint_candidates():
             return
         saved = load_yaml(self.config_path)
         changed = ['%s: %r there, %r now' % (k, saved.get(k), getattr(config, k))
@@ -148,17 +156,27 @@ class RunDir:
         return sorted(prefixes, key=lambda p: int(p.rsplit('-', 1)[1]), reverse=True)
 
     def latest_checkpoint(self):
-        """The newest checkpoint the state file names, or None."""
-        if not os.path.isdir(self.train_dir):
-            return None
-        return tf.train.latest_checkpoint(self.train_dir)
+        """The newest checkpoint of train/ (see latest_in), or None."""
+        return latest_in(self.train_dir)
+
+    def relative(self, path):
+        """`path` (a file of this run) relative to the run directory, as the run stores it."""
+        return os.path.relpath(path, self.path)
 
     def read_best(self):
-        """best.json's {'mean_iou', 'step', 'checkpoint'}, or None before any validation."""
+        """best.json's {'mean_iou', 'step', 'checkpoint'} with 'checkpoint' the prefix inside
+        this run's folder (also for a run written with absolute paths, then copied or moved),
+        or None before any validation."""
         if not os.path.exists(self.best_path):
             return None
         with open(self.best_path) as f:
-            return json.load(f)
+            best = json.load(f)
+        stored = best['checkpoint']
+        if os.path.isabs(stored):  # written before paths were relative: its place in the run
+            stored = os.path.join(os.path.basename(os.path.dirname(stored)),
+                                  os.path.basename(stored))
+        best['checkpoint'] = os.path.join(self.path, stored)
+        return best
 
 
 def validation_prefix(step, index, num_images):
@@ -167,10 +185,28 @@ def validation_prefix(step, index, num_images):
     return 'val_%d' % step if num_images == 1 else 'val_%d_%d' % (step, index)
 
 
+def latest_in(directory):
+    """The newest checkpoint prefix in `directory`, or None: the one its `checkpoint` state file
+    names, looked up in `directory` itself (the state file may hold absolute paths to where
+    the run was written, which after a copy name the original's files), else the newest
+    whose index file is there."""
+    if not os.path.isdir(directory):
+        return None
+    state = tf.train.get_checkpoint_state(directory)
+    if state and state.model_checkpoint_path:
+        prefix = os.path.join(directory, os.path.basename(state.model_checkpoint_path))
+        if os.path.exists(prefix + '.index'):
+            return prefix
+    prefixes = [p[:-len('.index')] for p in glob.glob(os.path.join(glob.escape(directory),
+                                                                   '*-*.index'))]
+    prefixes = [p for p in prefixes if re.search(r'-(\d+)$', p)]
+    return max(prefixes, key=lambda p: int(p.rsplit('-', 1)[1]), default=None)
+
+
 def resolve_checkpoint(path):
     """A checkpoint prefix from a prefix or a directory holding checkpoints."""
     if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
+        latest = latest_in(path)
         if latest is None:
             raise CheckpointError('directory %s holds no checkpoint' % path)
         return latest
@@ -190,7 +226,7 @@ def load_run(run_dir, checkpoint=None, latest=False, log=print):
     if not os.path.isfile(run.config_path):
         raise ConfigError('%s has no %s: --run_dir must be the --output_dir of a training run'
                           % (run_dir, CONFIG_FILENAME))
-    config = resolve_config(run.config_path)
+    config = dataclasses.replace(resolve_config(run.config_path), output_dir=run_dir)  # moved?
     if checkpoint:
         checkpoint = resolve_checkpoint(checkpoint)
         log('Using checkpoint %s' % checkpoint)

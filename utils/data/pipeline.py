@@ -9,6 +9,7 @@ import re
 import tensorflow.compat.v1 as tf
 
 from utils.data.conversion import REPORT_SUFFIX
+from utils.data.pixels import MAX_IMAGE_PIXELS
 from utils.data.preprocessing import preprocess_for_train
 from utils.data.records import (check_records, parse_example, resolve_record_paths,
                                 scan_records)
@@ -20,9 +21,11 @@ AUTOTUNE = tf.data.experimental.AUTOTUNE
 def check_dataset(record_spec, num_classes, log=print):
     """Fails early, naming the file, on records that are missing, empty, of another schema or
     of another number of classes (from the converter's report, and the first records), and
-    reads every file through: a damaged file (truncated, corrupt) is logged, and the pipelines
-    read its records up to the damage and skip the rest. Returns scan_records' list."""
-    paths = resolve_record_paths(record_spec)
+    reads every file through, checking each record's CRC and schema: a damaged file
+    (truncated, corrupt) is logged, and the pipelines read its records up to the damage and
+    skip the rest; a file with no readable record is an error. Training and evaluation both
+    start here. Returns scan_records' list."""
+    paths = resolve_record_paths(record_spec, log)
     for path in paths:
         report = re.sub(r'-\d{5}-of-\d{5}$', '', path) + REPORT_SUFFIX
         if os.path.isfile(report):
@@ -32,14 +35,22 @@ def check_dataset(record_spec, num_classes, log=print):
                 raise ConfigError('%s was converted for %d classes but num_classes is %d; use '
                                   'the matching config' % (path, written_for, num_classes))
     check_records(paths, num_classes)
-    files = scan_records(paths)
+    files = scan_records(paths, check_schema=True)
     for damaged in [f for f in files if f.damage]:
+        if not damaged.count:
+            raise DataError('%s holds no readable record (%s); convert it again or leave it out '
+                            'of the list' % (damaged.path, damaged.damage))
         log('%s is damaged after record %d (%s): its first %d records are used, the rest is '
             'skipped; convert it again to use all' % (damaged.path, damaged.count,
                                                       damaged.damage, damaged.count))
-    if not sum(f.count for f in files):
-        raise DataError('no readable record in %s; convert the dataset again' % record_spec)
     return files
+
+
+def damage_report(files):
+    """[{'path', 'readable_records', 'damage'}] of the damaged files of check_dataset's list
+    (for the reports of a run or an evaluation)."""
+    return [{'path': f.path, 'readable_records': f.count, 'damage': f.damage}
+            for f in files if f.damage]
 
 
 def read_records(paths, training=False):
@@ -82,17 +93,20 @@ def train_dataset(record_spec, crop_size, batch_size, min_scale=1.0, max_scale=1
     return dataset.prefetch(AUTOTUNE)
 
 
-def eval_dataset(record_spec, num_images=0, failures=None, num_classes=None):
+def eval_dataset(record_spec, num_images=0, failures=None, num_classes=None,
+                 max_pixels=MAX_IMAGE_PIXELS):
     """One pass, one full-size image at a time (sizes may differ between images).
 
     Yields dicts: 'image' uint8 [1, h, w, 3], 'label' int32 [1, h, w], 'filename' string [1].
-    `num_images` > 0 stops after that many records; records that do not decode are skipped,
-    as is a file's damaged remainder; labels beyond `num_classes` stop the reading.
+    `num_images` > 0 stops after that many records; records that do not decode (or exceed
+    `max_pixels`) are skipped and named in `failures`, as is a file's damaged remainder;
+    labels beyond `num_classes` stop the reading.
     """
     dataset = read_records(resolve_record_paths(record_spec))
     if num_images:
         dataset = dataset.take(num_images)
-    dataset = dataset.map(lambda s, path: parse_example(s, failures, num_classes, path),
+    dataset = dataset.map(lambda s, path: parse_example(s, failures, num_classes, path,
+                                                        max_pixels),
                           num_parallel_calls=AUTOTUNE)
     dataset = dataset.filter(lambda example: example['ok'])
     dataset = dataset.map(lambda example: {'image': example['image'],

@@ -16,7 +16,8 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from utils.cli import split_list
-from utils.errors import DataError
+from utils.data.pixels import MAX_IMAGE_PIXELS, PIXELS_FLAG
+from utils.errors import DataError, error_reason
 
 KEY_HEIGHT = 'image/height'
 KEY_WIDTH = 'image/width'
@@ -62,15 +63,22 @@ _FEATURES = {
 
 
 class DecodeFailures:
-    """Counts records whose image or label cannot be decoded (thread-safe), with their names."""
+    """Counts records whose image or label cannot be decoded (thread-safe), with their names
+    and why."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self.names = []
+        self.reasons = []
 
-    def add(self, name):
+    def add(self, name, reason=''):
         with self._lock:
             self.names.append(name)
+            self.reasons.append(reason)
+
+    def summary(self):
+        """['NAME: REASON', ...] of the records skipped so far, each once."""
+        return list(dict.fromkeys('%s: %s' % item for item in zip(self.names, self.reasons)))
 
     @property
     def count(self):
@@ -109,12 +117,17 @@ def example_fields(serialized, path='records'):
             'label_format': first(KEY_LABEL_FORMAT, 'bytes_list', b'')}
 
 
-def decode_pair(encoded_image, encoded_label, label_format, height, width):
+def decode_pair(encoded_image, encoded_label, label_format, height, width,
+                max_pixels=MAX_IMAGE_PIXELS):
     """The one decoder of a record's pair, for training, evaluation and verification.
 
     Returns (RGB uint8 [h, w, 3], label uint8 [h, w]); raises UndecodableRecord with the reason
-    when the bytes do not decode or disagree with the stored size.
+    when the bytes do not decode, disagree with the stored size, or the stored size exceeds
+    `max_pixels` (utils.data.pixels; 0: no limit), which is checked before decoding.
     """
+    if max_pixels and height * width > max_pixels:
+        raise UndecodableRecord('%dx%d pixels, above the limit of %d (%s)'
+                                % (width, height, max_pixels, PIXELS_FLAG))
     image = cv2.imdecode(np.frombuffer(encoded_image, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise UndecodableRecord('image does not decode')
@@ -147,7 +160,8 @@ def labels_outside(label, num_classes):
     return np.unique(label[bad]).tolist() if bad.any() else []
 
 
-def parse_example(serialized, failures=None, num_classes=None, path=''):
+def parse_example(serialized, failures=None, num_classes=None, path='',
+                  max_pixels=MAX_IMAGE_PIXELS):
     """Decodes one serialized Example in the graph.
 
     Returns a dict: 'image' uint8 [h, w, 3] RGB, 'label' uint8 [h, w] class indices,
@@ -155,6 +169,7 @@ def parse_example(serialized, failures=None, num_classes=None, path=''):
     label are then empty and the record's filename is added to `failures`). With
     `num_classes`, a label value that is neither a class nor IGNORE_LABEL stops the reading
     with LabelsOutOfRange naming the record file `path` (a string tensor) and the image.
+    Images above `max_pixels` are skipped as undecodable (see decode_pair).
     """
     features = tf.parse_single_example(serialized, _FEATURES)
 
@@ -162,10 +177,10 @@ def parse_example(serialized, failures=None, num_classes=None, path=''):
         name = filename.decode('utf-8', 'replace')
         try:
             image, label = decode_pair(encoded_image, encoded_label, label_format, int(height),
-                                       int(width))
-        except UndecodableRecord:
+                                       int(width), max_pixels)
+        except UndecodableRecord as e:
             if failures is not None:
-                failures.add(name)
+                failures.add(name, str(e))
             return np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.uint8), False
         bad = labels_outside(label, num_classes) if num_classes is not None else []
         if bad:
@@ -209,12 +224,13 @@ def check_records(paths, num_classes, samples=3):
             records.append(record)
     except tf.errors.OpError as e:
         if not records:  # a damaged tail is skipped at reading time (see scan_records)
-            raise DataError('TFRecord file %s cannot be read: %s'
-                            % (path, e.message.split('\n')[0])) from None
+            raise DataError('TFRecord file %s cannot be read (%s): not records, or damaged '
+                            'from the start; convert the dataset again' % (path, error_reason(e))
+                            ) from None
     if not records:
         raise DataError('TFRecord file %s holds no record; convert the dataset again' % path)
-    for record in records:
-        fields = example_fields(record, path)
+    for index, record in enumerate(records):
+        fields = example_fields(record, '%s (record %d)' % (path, index))
         try:
             _, label = decode_fields(fields)
         except UndecodableRecord:
@@ -251,21 +267,27 @@ def verify_records(paths, num_classes):
     return {'records': count, 'errors': errors, 'class_pixel_counts': class_pixels.tolist()}
 
 
-def resolve_record_paths(spec):
-    """Expands a comma-separated list of files or glob patterns; errors name what is missing.
+def resolve_record_paths(spec, log=None):
+    """The TFRecord files of `spec`: a file, a comma-separated list of files, or glob patterns.
 
-    A path written as a single file by a sharded conversion (`PATH-00000-of-0000N`) is found too.
+    A path that exists is taken as written before anything else (so `cam[1].record` is that
+    file, not `cam1.record`, and a name holding a comma is one file); a pattern that expands
+    names its files through `log`. A path written as a single file by a sharded conversion
+    (`PATH-00000-of-0000N`) is found too. Errors name what is missing.
     """
     if not spec:
         raise FileNotFoundError('no TFRecord path given')
     paths = []
-    for part in split_list(spec):
-        matches = sorted(glob.glob(part))
-        if not matches and not os.path.exists(part):
-            matches = sorted(glob.glob(part + '-?????-of-?????'))
+    for part in [spec] if os.path.exists(spec) else split_list(spec):
+        matches = [part] if os.path.exists(part) else (
+            sorted(glob.glob(part)) or sorted(glob.glob(glob.escape(part) + '-?????-of-?????')))
         if not matches:
-            raise FileNotFoundError('TFRecord file %s does not exist; run convert_fcn_dataset.py '
-                                    'first or fix the path' % part)
+            listed = (' (read as the list %s: files are separated by commas)'
+                      % split_list(spec) if ',' in spec else '')
+            raise FileNotFoundError('TFRecord file %s does not exist%s; run convert_fcn_dataset.py '
+                                    'first or fix the path' % (part, listed))
+        if log and matches != [part]:
+            log('%s matched %d file(s): %s' % (part, len(matches), ', '.join(matches)))
         paths.extend(matches)
     non_empty = [path for path in paths if os.path.getsize(path) > 0]  # an empty shard holds
     if not non_empty:                                                   # nothing to lose
@@ -277,18 +299,21 @@ def resolve_record_paths(spec):
 RecordFile = collections.namedtuple('RecordFile', 'path count damage')
 
 
-def scan_records(paths):
+def scan_records(paths, check_schema=False):
     """Reads every record of `paths` (checking each record's CRC): [RecordFile]. `damage` is
     None for an intact file, else why reading stopped after `count` records (truncated or
-    corrupt); the pipelines read those records and skip the rest."""
+    corrupt); the pipelines read those records and skip the rest. `check_schema`: every
+    record must be an Example of this schema (DataError naming the file and record)."""
     files = []
     for path in paths:
         count, damage = 0, None
         try:
-            for _ in tf.io.tf_record_iterator(path):
+            for record in tf.io.tf_record_iterator(path):
+                if check_schema:
+                    example_fields(record, '%s (record %d)' % (path, count))
                 count += 1
         except tf.errors.OpError as e:
-            damage = e.message.split('\n')[0]
+            damage = error_reason(e)
         files.append(RecordFile(path, count, damage))
     return files
 

@@ -11,6 +11,7 @@ import json
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from utils.data.pipeline import check_dataset
 from utils.evaluation.metrics import confusion_matrix, scores
 from utils.evaluation.scoring import build_eval_graph, iterate_eval
 from utils.inference.predictor import restore_model
@@ -19,10 +20,13 @@ from utils.errors import ConfigError
 from utils.runtime import session_config
 
 
-def collect_probabilities(config, checkpoint, record_spec, num_images):
-    """[(image, label, probabilities)] of the first `num_images` records (for CRF search)."""
+def collect_probabilities(config, checkpoint, record_spec, num_images, log=print):
+    """[(image, label, probabilities)] of the first `num_images` records (for CRF search),
+    the record files checked first as evaluation checks them."""
+    files = check_dataset(record_spec, config.num_classes, log)
     with tf.Graph().as_default():
-        graph = build_eval_graph(config, record_spec, num_images)
+        graph = build_eval_graph(config, record_spec, num_images,
+                                 num_records=sum(f.count for f in files))
         with tf.Session(config=session_config()) as session:
             restore_model(session, checkpoint, config)
             return [(image, label, probs) for image, label, probs, _ in

@@ -6,8 +6,11 @@ Used inside training (`run_validation`, same session) and by evaluate.py (`evalu
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from utils.data.pipeline import eval_dataset
-from utils.data.records import count_records, data_error_from, resolve_record_paths
+from utils.data.pipeline import check_dataset, damage_report, eval_dataset
+from utils.data.pixels import MAX_IMAGE_PIXELS
+from utils.data.records import (DecodeFailures, count_records, data_error_from,
+                                resolve_record_paths)
+from utils.errors import DataError
 from utils.evaluation.metrics import confusion_matrix, scores
 from utils.crf import CrfPool
 from utils.inference.predictor import build_probabilities, restore_model
@@ -17,17 +20,21 @@ from utils.visualization import colorize, make_palette, write_sample_jpegs
 
 
 def build_eval_graph(config, record_spec, num_images=0, scales=(1.0,), flip=False,
-                     failures=None):
+                     failures=None, num_records=None, max_pixels=MAX_IMAGE_PIXELS):
     """Validation tensors for one image at a time, at its own size, in the default graph.
 
     Returns a dict: 'init' (starts a pass), 'num_images', and per-image tensors 'image' uint8
     [1, h, w, 3], 'label' int32 [1, h, w], 'probabilities' float [1, h, w, num_classes],
     'filename' string [1]. The network's variables are shared with any built before.
+    `num_records`: the readable records of `record_spec` when already counted
+    (utils.data.pipeline.check_dataset); records that do not decode or exceed `max_pixels`
+    are skipped and named in `failures`.
     """
-    num_records = count_records(resolve_record_paths(record_spec))
+    if num_records is None:
+        num_records = count_records(resolve_record_paths(record_spec))
     num_images = min(num_records, num_images or num_records)
-    iterator = tf.data.make_initializable_iterator(eval_dataset(record_spec, num_images,
-                                                                failures, config.num_classes))
+    iterator = tf.data.make_initializable_iterator(eval_dataset(
+        record_spec, num_images, failures, config.num_classes, max_pixels))
     batch = iterator.get_next()
     return {'init': iterator.initializer, 'num_images': num_images, 'image': batch['image'],
             'label': batch['label'], 'filename': batch['filename'],
@@ -132,19 +139,24 @@ def run_validation(session, graph, config, step, draw_dir=None, log=print, crf_p
 
 
 def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=False,
-             worst=0, on_image=None, crf_pool=None):
-    """Streams a checkpoint over a record set at the images' own sizes.
+             worst=0, on_image=None, crf_pool=None, max_pixels=MAX_IMAGE_PIXELS, log=print):
+    """Streams a checkpoint over a record set at the images' own sizes, after checking every
+    record file as training does (utils.data.pipeline.check_dataset).
 
-    Returns (scores dict with 'confusion', and 'crf' when config.crf, per-image rows, drawn
-    samples). Per-image rows are dicts: filename, pixel_accuracy, mean_iou (and crf_mean_iou).
-    With `worst` > 0, the samples (image, label, prediction, crf_prediction, filename) of the
-    `worst` images by mean IoU are returned for drawing; with worst < 0 every image is passed
-    to `on_image` as it comes (that is, all are drawn) and none is kept.
+    Returns (scores dict with 'confusion', 'crf' when config.crf, and 'data' (see
+    data_summary), per-image rows, drawn samples). Per-image rows are dicts: filename,
+    pixel_accuracy, mean_iou (and crf_mean_iou). With `worst` > 0, the samples (image, label,
+    prediction, crf_prediction, filename) of the `worst` images by mean IoU are returned for
+    drawing; with worst < 0 every image is passed to `on_image` as it comes (that is, all
+    are drawn) and none is kept. Raises DataError when no image could be scored.
     """
+    files = check_dataset(record_spec, config.num_classes, log)
+    failures = DecodeFailures()
     scorer = Scorer(config.num_classes, config.crf)
     rows, kept = [], []
     with tf.Graph().as_default():
-        graph = build_eval_graph(config, record_spec, num_images, scales, flip)
+        graph = build_eval_graph(config, record_spec, num_images, scales, flip, failures,
+                                 sum(f.count for f in files), max_pixels)
         with tf.Session(config=session_config()) as session:
             restore_model(session, checkpoint, config)
             for (image, label, prediction, crf_prediction, filename, image_hist,
@@ -161,4 +173,16 @@ def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=
                     on_image(sample)
                 if worst > 0:
                     kept = sorted(kept + [(miou, len(rows), sample)], key=lambda k: k[:2])[:worst]
-    return scorer.result(with_confusion=True), rows, [k[2] for k in kept]
+    result = dict(scorer.result(with_confusion=True), data=data_summary(files, failures))
+    if not result['num_images']:
+        raise DataError('no image of %s could be scored: %s; convert the dataset again'
+                        % (record_spec, '; '.join(failures.summary()[:3]) or 'no record'))
+    return result, rows, [k[2] for k in kept]
+
+
+def data_summary(files, failures):
+    """What an evaluation read: {'record_files', 'readable_records', 'damaged_files'
+    (utils.data.pipeline.damage_report), 'skipped_records' (['NAME: why', ...])}."""
+    return {'record_files': [f.path for f in files],
+            'readable_records': sum(f.count for f in files),
+            'damaged_files': damage_report(files), 'skipped_records': failures.summary()}

@@ -9,14 +9,15 @@ import time
 import tensorflow.compat.v1 as tf
 
 from utils.data.records import data_error_from
-from utils.errors import TrainingError
+from utils.errors import TrainingError, error_reason
 from utils.rundir import CHECKPOINT_TEMPORARY_PATTERN
 from utils.evaluation.reports import class_names_of
 from utils.evaluation.scoring import run_validation
-from utils.fileio import atomic_write_text
+from utils.fileio import atomic_write_text, write_remedy
 from utils.training.monitoring import (append_jsonl, current_rss_mb, format_duration,
-                                       format_scores, format_size, image_summary, plot_progress,
-                                       read_jsonl, scalar_summary)
+                                       format_scores, format_size, image_summary,
+                                       keep_steps_up_to, plot_progress, read_jsonl,
+                                       scalar_summary)
 
 
 class TrainingLoop:
@@ -38,6 +39,9 @@ class TrainingLoop:
         self.window_steps, self.window_seconds = 0, 0.0
         self.run_start = self.last_save_time = time.time()
         self.best = run.read_best() or {'mean_iou': -1.0}
+        if chief:  # steps logged after the checkpoint resumed from are logged again
+            for path in (run.history_path, run.metrics_path):
+                keep_steps_up_to(path, self.step)
         self.train_writer = tf.summary.FileWriter(run.train_dir) if chief else None
         self.eval_writer = tf.summary.FileWriter(run.eval_dir) if chief else None
 
@@ -71,9 +75,9 @@ class TrainingLoop:
         self.window_seconds += time.time() - start
         self.window_steps += 1
         if not math.isfinite(self.loss):
-            raise TrainingError('loss became %r at step %d; stopped without saving, the last '
-                                'good checkpoint is in %s (lower the learning rate?)'
-                                % (self.loss, self.step, self.run.train_dir))
+            raise TrainingError('loss became %s at step %d; stopped without saving: %s (lower '
+                                'the learning rate?)' % (float(self.loss), self.step,
+                                                         self.last_good()))
 
     def maybe_log(self):
         """Every log_every steps (and the last): loss, images/s, ETA, history, TensorBoard."""
@@ -118,9 +122,8 @@ class TrainingLoop:
             return None
         step = self.step
         if not self.session.run(self.tensors['weights_finite']):
-            raise TrainingError('weights became non-finite by step %d; not saving them, the '
-                                'last good checkpoint is in %s (lower the learning rate?)'
-                                % (step, self.run.train_dir))
+            raise TrainingError('weights became non-finite by step %d; not saving them: %s '
+                                '(lower the learning rate?)' % (step, self.last_good()))
         path = self.write_checkpoint(self.tensors['saver'], self.run.checkpoint_prefix)
         if self.saved_step is None or self.saved_step == self.start_step:  # this job's first
             self.log('Checkpoint size %s (up to %d kept, plus the best without optimiser state)'
@@ -130,17 +133,27 @@ class TrainingLoop:
         self.log('Model saved in file: %s' % path)
         return path
 
+    def last_good(self):
+        """Where the run's last good checkpoint is, as a user-facing phrase."""
+        newest = self.run.latest_checkpoint()
+        if newest is None:
+            return 'no checkpoint of this run was saved yet (save_every %d)' % (
+                self.config.save_every)
+        return 'the last good checkpoint is %s' % newest
+
     def write_checkpoint(self, saver, prefix):
-        """saver.save at the current step; a failed save leaves no temporary and is one line."""
+        """saver.save at the current step; a failed save leaves no temporary and is one line
+        with the file system's reason and what to do about it."""
         try:
             return saver.save(self.session, prefix, global_step=self.step)
         except (tf.errors.OpError, OSError) as e:
             for path in glob.glob(glob.escape('%s-%d' % (prefix, self.step))
                                   + CHECKPOINT_TEMPORARY_PATTERN):
                 os.remove(path)
-            raise TrainingError('cannot write checkpoint %s-%d (%s); free some space or choose '
-                                'another --output_dir: the earlier checkpoints are intact'
-                                % (prefix, self.step, str(e).split('\n')[0])) from None
+            reason = error_reason(e)
+            raise TrainingError('cannot write checkpoint %s-%d (%s); %s: the earlier checkpoints '
+                                'are intact' % (prefix, self.step, reason, write_remedy(e).replace(
+                                    'output location', '--output_dir'))) from None
 
     def validate(self):
         """Scores and draws the validation images, records the scores, keeps the best."""
@@ -157,7 +170,8 @@ class TrainingLoop:
             checkpoint = self.write_checkpoint(self.tensors['best_saver'], run.best_prefix)
             run.remove_other_checkpoints(run.best_dir, checkpoint)
             self.best.update(mean_iou=result['mean_iou'], step=step, checkpoint=checkpoint)
-            atomic_write_text(run.best_path, json.dumps(self.best, indent=2))
+            atomic_write_text(run.best_path, json.dumps(  # relative: the run can move
+                dict(self.best, checkpoint=run.relative(checkpoint)), indent=2))
             self.log('New best validation mIoU %.4f: %s' % (self.best['mean_iou'], checkpoint))
         plot_progress(run.plot_path, read_jsonl(run.history_path), read_jsonl(run.metrics_path))
         self.last_result, self.validated_step = result, step

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from utils.fileio import atomic_path
+from utils.fileio import atomic_path, atomic_write_text
 
 
 def format_scores(result):
@@ -71,6 +71,26 @@ def read_jsonl(path):
             except ValueError:
                 continue
     return records
+
+
+def keep_steps_up_to(path, step):
+    """Rewrites a JSON-lines history without its records past `step` (those of steps that a
+    killed run logged after its last checkpoint, which the resumed run logs again) and
+    without a torn last line; returns how many records were dropped."""
+    records = read_jsonl(path)
+    kept = [r for r in records if r.get('step', 0) <= step]
+    if len(kept) != len(records) or _ends_torn(path):
+        atomic_write_text(path, ''.join(json.dumps(r) + '\n' for r in kept))
+    return len(records) - len(kept)
+
+
+def _ends_torn(path):
+    """True when a file's last line lacks its newline (its writer was killed)."""
+    if not os.path.exists(path) or not os.path.getsize(path):
+        return False
+    with open(path, 'rb') as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b'\n'
 
 
 LOSS_SMOOTHING = 0.9  # weight of the past in the plotted moving average, as TensorBoard's slider

@@ -17,7 +17,7 @@ from utils.config import save_config
 from utils.crf import CrfPool
 from utils.data.pipeline import check_dataset
 from utils.data.records import DecodeFailures
-from utils.errors import CheckpointError, ConfigError, TrainingError
+from utils.errors import CheckpointError, ConfigError, TrainingError, error_reason
 from utils.evaluation.scoring import build_eval_graph
 from utils.rundir import RunDir
 from utils.runtime import available_memory_bytes, resolve_precision, session_config
@@ -32,11 +32,12 @@ from utils.training.optimization import session_rewrites
 
 def prepare_run(config, run, log):
     """Checks the config's inputs and the run directory; the chief makes it, clears what
-    killed saves left there and saves the config."""
+    killed saves left there and saves the config. Returns the number of readable validation
+    records (0 without dataset_val)."""
     run.check_resumable(config)
     check_dataset(config.dataset_train, config.num_classes, log)
-    if config.dataset_val:
-        check_dataset(config.dataset_val, config.num_classes, log)
+    val_files = check_dataset(config.dataset_val, config.num_classes, log) if (
+        config.dataset_val) else []
     if is_chief(config):
         run.make()
         count, size = run.remove_checkpoint_temporaries()
@@ -44,9 +45,10 @@ def prepare_run(config, run, log):
             log('Removed %d temporary file(s) of interrupted checkpoint saves (%.1f MB)'
                 % (count, size / 2 ** 20))
         log('Config saved to %s' % save_config(config, run.config_path))
+    return sum(f.count for f in val_files)
 
 
-def build_graph(config, run, log):
+def build_graph(config, run, log, num_val_records=None):
     """Training and validation graph, savers and the pretrained init in a new graph.
 
     Returns (graph, strategy, tensors of build_training_graph plus 'eval' (or None), 'saver',
@@ -71,13 +73,16 @@ def build_graph(config, run, log):
                 % (need / 2 ** 30))
         # Validation shares the weights; only the chief validates.
         tensors['eval'] = (build_eval_graph(config, config.dataset_val, config.num_eval_images,
-                                            failures=failures)
+                                            failures=failures, num_records=num_val_records)
                            if config.dataset_val and is_chief(config) else None)
-        tensors['saver'] = tf.train.Saver(max_to_keep=config.keep_checkpoints)
+        # Relative paths in the `checkpoint` state files: a copied or moved run finds its own.
+        tensors['saver'] = tf.train.Saver(max_to_keep=config.keep_checkpoints,
+                                          save_relative_paths=True)
         # The best checkpoint is for evaluation and deployment: no optimiser state (a third of
         # the size with Adam).
         tensors['best_saver'] = tf.train.Saver(
-            tf.model_variables() + [tensors['global_step']], max_to_keep=1)
+            tf.model_variables() + [tensors['global_step']], max_to_keep=1,
+            save_relative_paths=True)
         tensors['failures'] = failures
         # A run resumes from its own newest usable checkpoint (optimizer state it lacks, e.g.
         # after changing the optimizer, starts fresh), else starts from the pretrained one.
@@ -99,7 +104,7 @@ def build_graph(config, run, log):
 def restore_or_initialise(session, graph, tensors, run, log):
     """Restores the newest loadable checkpoint of the run, else initialises (pretrained
     weights where given). Returns the checkpoint resumed from, or None."""
-    candidates = tensors['candidates']
+    candidates, reason = tensors['candidates'], None
     for candidate in candidates:
         try:
             session.run(tf.global_variables_initializer())  # also undoes a failed restore
@@ -107,15 +112,16 @@ def restore_or_initialise(session, graph, tensors, run, log):
                 make_init_fn(candidate, tf.global_variables(), (), lambda *_: None,
                              tensors['required'])(session)
         except (CheckpointError, tf.errors.OpError) as e:
-            log('Checkpoint %s is unusable (%s); trying an older one'
-                % (candidate, str(e).split('\n')[0]))
+            reason = error_reason(e)
+            log('Checkpoint %s is unusable (%s); trying an older one' % (candidate, reason))
             continue
         tensors['saver'].recover_last_checkpoints(list(reversed(candidates)))
         log('Resumed from %s at step %d' % (candidate, session.run(tensors['global_step'])))
         return candidate
     if candidates:
-        raise TrainingError('none of the %d checkpoints in %s can be restored; move them '
-                            'away to start again' % (len(candidates), run.train_dir))
+        raise TrainingError('none of the %d checkpoints in %s can be restored (the oldest: %s); '
+                            'move them away to start again' % (len(candidates), run.train_dir,
+                                                               reason))
     session.run(tf.global_variables_initializer())
     if tensors['init_fn']:
         tensors['init_fn'](session)
@@ -141,9 +147,9 @@ def train(config, log=print, should_stop=lambda: False):
     config = dataclasses.replace(config, precision=precision)
     run = RunDir(config.output_dir)
     with run.lock(log) if is_chief(config) else contextlib.nullcontext():
-        prepare_run(config, run, log)
+        num_val_records = prepare_run(config, run, log)
         # 2. Build the graph: data, model, loss, train ops, validation, savers.
-        graph, strategy, tensors = build_graph(config, run, log)
+        graph, strategy, tensors = build_graph(config, run, log, num_val_records)
         # 3.-6. Session, restore or initialise, loop, final save and validation.
         return run_session(config, run, graph, strategy, tensors, log, should_stop)
 
