@@ -5,8 +5,10 @@
         --scales 0.75,1,1.25 --flip --draw worst --num_draw 10
     python evaluate.py --run_dir runs/camvid --dataset val.record --output_dir out --crf_search 20
 
-Writes metrics.json, confusion.csv, confusion.png, per_class.md, per_image.csv and, per drawn
-image, the five JPEGs (image, annotation, prediction, CRF prediction, overlay) under images/.
+Writes report.html (the whole story on one page: scores, per class, confusion, training,
+the worst and best images, settings), metrics.json, confusion.csv, confusion.png, per_class.md,
+per_image.csv and, per drawn image, the five JPEGs (image, annotation, prediction, CRF
+prediction, overlay) under images/. Two-class runs (KITTI road) also get MaxF and AP.
 """
 import argparse
 import dataclasses
@@ -29,9 +31,12 @@ from utils.evaluation.crf_search import (collect_probabilities, crf_search,  # n
 from utils.evaluation.reports import class_names_of, per_class_markdown, write_reports  # noqa: E402
 from utils.evaluation.scoring import evaluate  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
-from utils.rundir import load_run  # noqa: E402
+from utils.evaluation.binary import positive_class_of  # noqa: E402
+from utils.evaluation.report_page import write_report_page  # noqa: E402
+from utils.rundir import PLOT_FILENAME, RunDir, load_run  # noqa: E402
+from utils.training.monitoring import plot_progress, read_jsonl  # noqa: E402
 from utils.runtime import setup_tensorflow  # noqa: E402
-from utils.visualization import make_palette, write_sample_jpegs  # noqa: E402
+from utils.visualization import SAMPLE_KINDS, make_palette, write_sample_jpegs  # noqa: E402
 
 floats = list_of(float, example="3,5,10")
 
@@ -56,6 +61,12 @@ def parse_args(argv=None):
                    help='which images get the five JPEGs')
     p.add_argument('--num_draw', type=non_negative_int, default=10,
                    help='how many with --draw worst')
+    p.add_argument('--gallery', type=non_negative_int, default=4, metavar='N',
+                   help='report.html shows the N worst and N best images by mIoU (drawn '
+                   'whatever --draw says)')
+    p.add_argument('--positive_class', metavar='NAME_OR_INDEX',
+                   help='two-class scores (MaxF, AP, ...) of this class against the rest '
+                   '(default: road, or class 1, for two-class runs; none otherwise)')
     p.add_argument('--crf_from', metavar='CRF_SEARCH_JSON',
                    help='score with the CRF at the best setting of a crf_search.json')
     p.add_argument(PIXELS_FLAG, type=non_negative_int, default=MAX_IMAGE_PIXELS,
@@ -87,38 +98,91 @@ def run_crf_search(args, config, checkpoint):
              best['gaussian_compat'], best['mean_iou'], result['gain'], path))
 
 
-def run_evaluation(args, config, checkpoint):
-    """Scores the split, draws the chosen images, writes the reports and prints the table."""
+def run_evaluation(args, config, checkpoint, checkpoint_why):
+    """Scores the split, draws the chosen images, writes the reports and report.html and
+    prints the table."""
     palette = make_palette(config.class_colors, config.num_classes)
-    image_dir = os.path.join(args.output_dir, 'images')
+    pictures = {}  # filename -> {kind: path relative to the output dir}
 
     def draw(sample):
         image, label, prediction, crf_prediction, filename = sample
-        write_sample_jpegs(image_dir, os.path.splitext(os.path.basename(filename))[0],
-                           image, label, prediction, crf_prediction, palette,
-                           config.overlay_alpha)
+        if filename not in pictures:
+            paths = write_sample_jpegs(
+                os.path.join(args.output_dir, 'images'),
+                os.path.splitext(os.path.basename(filename))[0], image, label, prediction,
+                crf_prediction, palette, config.overlay_alpha)
+            pictures[filename] = {kind: os.path.relpath(path, args.output_dir)
+                                  for kind in SAMPLE_KINDS for path in paths
+                                  if path.endswith('_%s.jpg' % kind)}
 
-    worst = {'all': -1, 'worst': args.num_draw, 'none': 0}[args.draw]
+    num_worst = args.num_draw if args.draw == 'worst' else 0
     print('Evaluating %s on %s' % (checkpoint, args.dataset))
     with CrfPool(workers=None if config.crf else 1) as crf_pool:  # before the session
-        result, rows, kept = evaluate(config, checkpoint, args.dataset, args.num_images,
-                                      args.scales, args.flip, worst,
-                                      on_image=draw if worst < 0 else None, crf_pool=crf_pool,
-                                      max_pixels=args.max_image_pixels)
-    for sample in kept:
+        result, rows, kept = evaluate(
+            config, checkpoint, args.dataset, args.num_images, args.scales, args.flip,
+            max(num_worst, args.gallery), on_image=draw if args.draw == 'all' else None,
+            crf_pool=crf_pool, max_pixels=args.max_image_pixels, best=args.gallery,
+            positive_class=positive_class_of(config, args.positive_class))
+    for sample in kept['worst'][:max(num_worst, args.gallery)] + kept['best']:
         draw(sample)
     names = class_names_of(config)
     write_reports(args.output_dir, result, rows, names, {
         'class_names': names, 'checkpoint': checkpoint, 'dataset': args.dataset,
         'scales': list(args.scales), 'flip': args.flip})
+    gallery = {kind: [sample[4] for sample in kept[kind][:args.gallery]]
+               for kind in ('worst', 'best')}
+    page = write_report_page(args.output_dir, 'Evaluation of %s' % args.run_dir, result, rows,
+                             names, palette, gallery, pictures,
+                             report_settings(args, config, checkpoint, result),
+                             training_story(args, checkpoint_why))
     print(per_class_markdown(result, names))
-    for line in data_warnings(result['data']):
+    for line in data_warnings(result['data']) + binary_lines(result, names):
         print(line)
     print('%d images: mIoU %.4f, pixel accuracy %.4f, mean accuracy %.4f, fwIoU %.4f%s'
           % (result['num_images'], result['mean_iou'], result['pixel_accuracy'],
              result['mean_accuracy'], result['fw_iou'],
              ' | with CRF: mIoU %.4f' % result['crf']['mean_iou'] if 'crf' in result else ''))
-    print('Written to %s' % args.output_dir)
+    print('Written to %s (open %s)' % (args.output_dir, page))
+
+
+def report_settings(args, config, checkpoint, result):
+    """[(name, value)] for report.html: what produced the scores."""
+    network = ', '.join('%s %s' % (k, v) for k, v in config.network_args().items())
+    crf = (', '.join('%s %g' % (k, v) for k, v in config.crf_params().items())
+           if config.crf else 'off')
+    data = result['data']
+    return [('network', '%s (%s)' % (config.model, network)), ('checkpoint', checkpoint),
+            ('input size', 'each image at its own size'),
+            ('scales', ', '.join('%g' % s for s in args.scales)),
+            ('flip', 'yes' if args.flip else 'no'), ('dense CRF', crf),
+            ('record files', ', '.join(data['record_files'])),
+            ('images scored', '%d of %d readable records' % (result['num_images'],
+                                                               data['readable_records'])),
+            ('damaged files', ', '.join(d['path'] for d in data['damaged_files']) or 'none')]
+
+
+def training_story(args, checkpoint_why):
+    """{'checkpoint_why', 'plot'}: the run's loss and validation mIoU drawn into the output
+    folder (progress.png), when the run has a history."""
+    run = RunDir(args.run_dir)
+    history, validations = read_jsonl(run.history_path), read_jsonl(run.metrics_path)
+    plot = None
+    if history or validations:
+        plot_progress(os.path.join(args.output_dir, PLOT_FILENAME), history, validations)
+        plot = PLOT_FILENAME
+    return {'checkpoint_why': checkpoint_why, 'plot': plot}
+
+
+def binary_lines(result, names):
+    """The two-class scores as a line, when computed."""
+    binary = result.get('binary')
+    if not binary or binary['max_f'] is None:
+        return []
+    return ['%s against the rest: MaxF %.4f, AP %.4f (at threshold %.3f: precision %.4f, '
+            'recall %.4f, FPR %.4f, FNR %.4f)' % (
+                names[binary['positive_class']], binary['max_f'], binary['average_precision'],
+                binary['threshold'], binary['precision'], binary['recall'], binary['fpr'] or 0,
+                binary['fnr'])]
 
 
 def data_warnings(data):
@@ -137,7 +201,9 @@ def main(argv=None):
     setup_tensorflow()
 
     def work():
-        config, checkpoint = load_run(args.run_dir, args.checkpoint, args.latest)
+        messages = []
+        config, checkpoint = load_run(args.run_dir, args.checkpoint, args.latest,
+                                      log=lambda m: print(m) or messages.append(m))
         if args.crf_from and args.crf is False:
             raise ConfigError('--no-crf and --crf_from contradict each other; give one')
         settings = searched_crf_settings(args.crf_from) if args.crf_from else None
@@ -149,7 +215,7 @@ def main(argv=None):
         if args.crf_search:
             run_crf_search(args, config, checkpoint)
         else:
-            run_evaluation(args, config, checkpoint)
+            run_evaluation(args, config, checkpoint, messages[-1])
 
     return run_job(work)
 

@@ -1,8 +1,10 @@
 """Shared fixtures: a fresh graph per test, fixed seeds, tiny demo records, the shared data."""
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -24,6 +26,23 @@ SHARED = os.path.join(os.path.dirname(ROOT), 'shared')
 CAMVID_DIR = os.path.join(SHARED, 'data', 'camvid')
 HED_CHECKPOINT = os.path.join(SHARED, 'pretrained', 'vgg_16_hed_conv.ckpt')
 DEMO_NUM_CLASSES = 4
+
+
+@pytest.fixture(scope='session', autouse=True)
+def private_temp_folder(tmp_path_factory):
+    """The temporaries of the tests' jobs (TensorFlow's __autograph_generated_file*.py, which a
+    job killed with -9 never removes) go to a folder of the test session, removed at its end,
+    not to the system temp folder."""
+    path = str(tmp_path_factory.mktemp('tmp'))
+    saved = os.environ.get('TMPDIR'), tempfile.tempdir
+    os.environ['TMPDIR'] = tempfile.tempdir = path  # subprocesses inherit it
+    yield path
+    if saved[0] is None:
+        os.environ.pop('TMPDIR', None)
+    else:
+        os.environ['TMPDIR'] = saved[0]
+    tempfile.tempdir = saved[1]
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

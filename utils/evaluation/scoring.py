@@ -11,6 +11,7 @@ from utils.data.pixels import MAX_IMAGE_PIXELS
 from utils.data.records import (DecodeFailures, count_records, data_error_from,
                                 resolve_record_paths)
 from utils.errors import DataError
+from utils.evaluation.binary import BinaryCurve
 from utils.evaluation.metrics import confusion_matrix, scores
 from utils.crf import CrfPool
 from utils.inference.predictor import build_probabilities, restore_model
@@ -57,13 +58,23 @@ def iterate_eval(session, graph):
 
 
 class Scorer:
-    """Confusion matrices over a stream of images, without and (when on) with dense CRF."""
+    """Confusion matrices over a stream of images, without and (when on) with dense CRF, and
+    with a `positive_class` the two-class curve (utils.evaluation.binary) of its probability."""
 
-    def __init__(self, num_classes, crf):
+    def __init__(self, num_classes, crf, positive_class=None):
         self.num_classes = num_classes
         self.hist = np.zeros((num_classes, num_classes), np.int64)
         self.crf_hist = np.zeros_like(self.hist) if crf else None
+        self.binary = (None if positive_class is None
+                       else BinaryCurve(positive_class, num_classes))
         self.num_images = 0
+
+    def observe(self, samples):
+        """Passes (image, label, probabilities, filename) samples on, adding each image's
+        positive-class probabilities to the two-class curve."""
+        for sample in samples:
+            self.binary.add(sample[1], sample[2][..., self.binary.positive_class])
+            yield sample
 
     def add(self, label, prediction, crf_prediction=None):
         """Counts one image; returns its own (confusion, CRF confusion or None)."""
@@ -83,6 +94,8 @@ class Scorer:
         result = summary(self.hist)
         if self.crf_hist is not None:
             result['crf'] = summary(self.crf_hist)
+        if self.binary is not None:
+            result['binary'] = self.binary.result()
         result['num_images'] = self.num_images
         return result
 
@@ -107,8 +120,11 @@ def scored_images(session, graph, config, scorer, crf_pool=None):
 
     Yields (image, label, prediction, crf_prediction, filename, confusion, crf_confusion).
     """
-    for image, label, prediction, crf_prediction, filename in with_crf(
-            iterate_eval(session, graph), config, crf_pool):
+    samples = iterate_eval(session, graph)
+    if scorer.binary is not None:
+        samples = scorer.observe(samples)
+    for image, label, prediction, crf_prediction, filename in with_crf(samples, config,
+                                                                       crf_pool):
         image_hist, crf_image_hist = scorer.add(label, prediction, crf_prediction)
         yield image, label, prediction, crf_prediction, filename, image_hist, crf_image_hist
 
@@ -139,21 +155,23 @@ def run_validation(session, graph, config, step, draw_dir=None, log=print, crf_p
 
 
 def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=False,
-             worst=0, on_image=None, crf_pool=None, max_pixels=MAX_IMAGE_PIXELS, log=print):
+             worst=0, on_image=None, crf_pool=None, max_pixels=MAX_IMAGE_PIXELS, log=print,
+             best=0, positive_class=None):
     """Streams a checkpoint over a record set at the images' own sizes, after checking every
     record file as training does (utils.data.pipeline.check_dataset).
 
-    Returns (scores dict with 'confusion', 'crf' when config.crf, and 'data' (see
-    data_summary), per-image rows, drawn samples). Per-image rows are dicts: filename,
-    pixel_accuracy, mean_iou (and crf_mean_iou). With `worst` > 0, the samples (image, label,
-    prediction, crf_prediction, filename) of the `worst` images by mean IoU are returned for
-    drawing; with worst < 0 every image is passed to `on_image` as it comes (that is, all
-    are drawn) and none is kept. Raises DataError when no image could be scored.
+    Returns (scores dict with 'confusion', 'crf' when config.crf, 'binary' with a
+    `positive_class` (utils.evaluation.binary), and 'data' (see data_summary), per-image rows,
+    kept samples {'worst': [...], 'best': [...]}). Per-image rows are dicts: filename,
+    pixel_accuracy, mean_iou (and crf_mean_iou). The samples (image, label, prediction,
+    crf_prediction, filename) of the `worst` and the `best` images by mean IoU are kept for
+    drawing, worst or best first; every image is also passed to `on_image` as it comes.
+    Raises DataError when no image could be scored.
     """
     files = check_dataset(record_spec, config.num_classes, log)
     failures = DecodeFailures()
-    scorer = Scorer(config.num_classes, config.crf)
-    rows, kept = [], []
+    scorer = Scorer(config.num_classes, config.crf, positive_class)
+    rows, kept = [], {'worst': [], 'best': []}
     with tf.Graph().as_default():
         graph = build_eval_graph(config, record_spec, num_images, scales, flip, failures,
                                  sum(f.count for f in files), max_pixels)
@@ -171,13 +189,24 @@ def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=
                 sample = (image, label, prediction, crf_prediction, filename)
                 if on_image:
                     on_image(sample)
-                if worst > 0:
-                    kept = sorted(kept + [(miou, len(rows), sample)], key=lambda k: k[:2])[:worst]
+                keep_extremes(kept, (miou, len(rows), sample), worst, best)
     result = dict(scorer.result(with_confusion=True), data=data_summary(files, failures))
     if not result['num_images']:
         raise DataError('no image of %s could be scored: %s; convert the dataset again'
                         % (record_spec, '; '.join(failures.summary()[:3]) or 'no record'))
-    return result, rows, [k[2] for k in kept]
+    return result, rows, {kind: [k[2] for k in items] for kind, items in kept.items()}
+
+
+def keep_extremes(kept, item, worst, best):
+    """Keeps in kept['worst'] / kept['best'] the `worst` lowest and `best` highest (mIoU,
+    order, sample) items seen so far (an image without a labelled pixel, mIoU NaN, counts as
+    neither)."""
+    if item[0] != item[0]:
+        return
+    if worst > 0:
+        kept['worst'] = sorted(kept['worst'] + [item], key=lambda k: k[:2])[:worst]
+    if best > 0:
+        kept['best'] = sorted(kept['best'] + [item], key=lambda k: (-k[0], k[1]))[:best]
 
 
 def data_summary(files, failures):

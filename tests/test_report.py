@@ -1,0 +1,131 @@
+"""report.html (one page of an evaluation, checked in a real browser) and the two-class scores
+(MaxF, AP) against an independent computation."""
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import evaluate
+from utils.evaluation.binary import NUM_BINS, BinaryCurve, positive_class_of
+
+
+def test_binary_scores_match_scikit_learn():
+    metrics = pytest.importorskip('sklearn.metrics')
+    rng = np.random.RandomState(3)
+    labels = rng.randint(0, 2, (4, 30, 40))
+    labels[:, :2] = 255  # void rows are left out
+    # Probabilities on the histogram's grid (bin centres), so that both see the same scores.
+    noisy = np.clip(labels * 0.35 + rng.rand(*labels.shape) * 0.65, 0, 0.9999)
+    probability = (np.floor(noisy * NUM_BINS) + 0.5) / NUM_BINS
+    curve = BinaryCurve(positive_class=1)
+    for label, prob in zip(labels, probability):
+        curve.add(label, prob)
+    result = curve.result()
+    valid = labels != 255
+    truth, score = labels[valid] == 1, probability[valid]
+    precision, recall, thresholds = metrics.precision_recall_curve(truth, score)
+    f_measure = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    assert result['max_f'] == pytest.approx(f_measure.max(), abs=1e-4)
+    assert result['average_precision'] == pytest.approx(
+        metrics.average_precision_score(truth, score), abs=1e-4)
+    called = score >= result['threshold']
+    tp, fp = (called & truth).sum(), (called & ~truth).sum()
+    fn, tn = (~called & truth).sum(), (~called & ~truth).sum()
+    assert result['precision'] == pytest.approx(tp / (tp + fp), abs=1e-9)
+    assert result['recall'] == pytest.approx(tp / (tp + fn), abs=1e-9)
+    assert result['fpr'] == pytest.approx(fp / (fp + tn), abs=1e-9)
+    assert result['fnr'] == pytest.approx(fn / (fn + tp), abs=1e-9)
+    assert result['positive_pixels'] == truth.sum()
+
+
+def test_binary_scores_without_positive_pixels_are_none():
+    curve = BinaryCurve(positive_class=1)
+    curve.add(np.zeros((3, 3), int), np.full((3, 3), 0.2))
+    assert curve.result()['max_f'] is None
+
+
+def test_the_positive_class_of_a_config():
+    from utils.config import resolve_config
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    kitti = resolve_config(os.path.join(root, 'configs', 'kitti_road_fcn8s.yaml'))
+    assert positive_class_of(kitti) == kitti.class_names.index('road')
+    demo = resolve_config(os.path.join(root, 'configs', 'demo.yaml'))
+    assert positive_class_of(demo) is None
+    assert positive_class_of(demo, 'car') == 3 and positive_class_of(demo, '2') == 2
+    with pytest.raises(ValueError, match='--positive_class bus is no class'):
+        positive_class_of(demo, 'bus')
+
+
+@pytest.fixture(scope='module')
+def report(trained_run, demo_records, tmp_path_factory):
+    """An evaluation of the tiny run with the CRF and road as the positive class."""
+    out = str(tmp_path_factory.mktemp('report') / 'eval')
+    code = evaluate.main(['--run_dir', trained_run, '--dataset', demo_records[1],
+                          '--output_dir', out, '--draw', 'none', '--gallery', '1', '--crf',
+                          '--positive_class', 'road'])
+    assert code == 0
+    return out
+
+
+def test_the_report_holds_every_part_and_opens_offline(report):
+    page = open(os.path.join(report, 'report.html')).read()
+    for part in ('Scores (3 images)', 'with CRF', 'Two-class scores: road against the rest',
+                 'MaxF', 'Per class', 'Confusion', 'Training', 'Worst images by mIoU',
+                 'Best images by mIoU', 'Settings', 'record files'):
+        assert part in page, part
+    assert '<script' not in page and not re.search(r'(src|href)="(https?:)?//', page)
+    sources = re.findall(r'<img [^>]*src="([^"]+)"', page)
+    assert len(sources) == 1 + 2 * 5  # the progress plot, two samples of five pictures
+    for source in sources:
+        assert os.path.isfile(os.path.join(report, source)), source
+    rows = re.search(r'<table class="classes" id="per-class">.*?<tbody>(.*?)</tbody>', page)
+    assert rows.group(1).count('<tr>') == 4
+    metrics = json.load(open(os.path.join(report, 'metrics.json')))
+    assert 0 <= metrics['binary']['max_f'] <= 1 and metrics['binary']['positive_class'] == 2
+
+
+HARNESS = """<!DOCTYPE html><html><body><iframe id="r" src="%s" width="1200" height="900">
+</iframe><pre id="out"></pre><script>
+document.getElementById('r').onload = function () {
+  var d = this.contentDocument, images = Array.from(d.images);
+  var broken = images.filter(function (i) { return !i.complete || i.naturalWidth === 0; });
+  document.getElementById('out').textContent = JSON.stringify({images: images.length,
+    broken: broken.map(function (i) { return i.getAttribute('src'); }),
+    rows: d.querySelectorAll('#per-class tbody tr').length});
+};
+</script></body></html>"""
+
+
+def chromium():
+    for name in ('chromium', 'chromium-browser', 'google-chrome'):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.skip('no Chromium here (Debian: apt-get install chromium)')
+
+
+def test_the_report_shows_complete_in_a_real_browser(report, tmp_path):
+    browser = chromium()
+    page = os.path.join(report, 'report.html')
+    flags = [browser, '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
+             '--allow-file-access-from-files', '--user-data-dir=%s' % (tmp_path / 'profile'),
+             '--enable-logging=stderr', '--v=0']
+    screenshot = str(tmp_path / 'report.png')
+    shot = subprocess.run(flags + ['--window-size=1200,2400', '--screenshot=%s' % screenshot,
+                                   'file://' + page], capture_output=True, text=True,
+                          timeout=120)
+    assert os.path.getsize(screenshot) > 10000, shot.stderr[-2000:]
+    console = [line for line in shot.stderr.splitlines() if 'CONSOLE' in line]
+    assert not [line for line in console if 'report.html' in line], console
+    harness = tmp_path / 'harness.html'
+    harness.write_text(HARNESS % ('file://' + page))
+    dump = subprocess.run(flags + ['--virtual-time-budget=10000', '--dump-dom',
+                                   'file://%s' % harness], capture_output=True, text=True,
+                          timeout=120)
+    found = re.search(r'<pre id="out">(.*?)</pre>', dump.stdout, re.S)
+    assert found and found.group(1), dump.stderr[-2000:]
+    seen = json.loads(found.group(1).replace('&quot;', '"'))
+    assert seen['images'] == 11 and seen['broken'] == [] and seen['rows'] == 4, seen

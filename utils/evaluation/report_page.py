@@ -1,0 +1,191 @@
+"""report.html: an evaluation's whole story on one page that opens offline and prints.
+
+Headline scores (with and without CRF), two-class scores when computed, the per-class table
+with class colours and IoU bars, the row-normalised confusion matrix as a heat map, the
+training story (loss and validation mIoU, which checkpoint and why), a gallery of the worst
+and best images with their five pictures, and the settings. Pictures are files of the same
+folder (relative links); there is no script and nothing is fetched from the network.
+"""
+import html
+import os
+
+import numpy as np
+
+from utils.fileio import atomic_write_text
+from utils.visualization import SAMPLE_KINDS
+
+REPORT_FILENAME = 'report.html'
+KIND_TITLES = {'img': 'image', 'annotation': 'annotation', 'prediction': 'prediction',
+               'prediction_crfed': 'CRF prediction', 'overlay': 'overlay'}
+STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; color: #222; margin: 24px auto; max-width: 1100px;
+       padding: 0 16px; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin: 28px 0 8px;
+     border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+.sub { color: #666; margin: 0 0 16px; }
+.cards { display: flex; flex-wrap: wrap; gap: 10px; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 8px 14px; min-width: 130px; }
+.card .v { font-size: 22px; font-weight: 600; } .card .k { color: #666; font-size: 12px; }
+.card .c { color: #a55a00; font-size: 13px; }
+table { border-collapse: collapse; } td, th { padding: 3px 8px; text-align: left; }
+.classes td { border-bottom: 1px solid #eee; }
+.swatch { display: inline-block; width: 14px; height: 14px; border: 1px solid #999;
+          vertical-align: middle; margin-right: 6px; }
+.bar { background: #eee; width: 260px; height: 12px; display: inline-block; vertical-align: middle; }
+.bar span { display: block; height: 12px; background: #3b6fb6; }
+.bar span.crf { background: #e39b2d; }
+.heat td, .heat th { border: 1px solid #fff; font-size: 12px; text-align: center; min-width: 38px; }
+.heat th.r { text-align: right; } .heat th.col { writing-mode: vertical-rl;
+  transform: rotate(180deg); height: 90px; vertical-align: bottom; }
+.sample { margin: 10px 0 18px; } .sample .t { font-weight: 600; margin-bottom: 4px; }
+.sample .pics { display: flex; gap: 6px; }
+.sample figure { margin: 0; flex: 1; min-width: 0; } .sample img { width: 100%; display: block; }
+.sample figcaption { font-size: 11px; color: #666; }
+.legend span { margin-right: 14px; white-space: nowrap; }
+.settings td:first-child { color: #666; padding-right: 18px; } .warn { color: #b00020; }
+img.plot { max-width: 100%; }
+@media print { body { margin: 0; max-width: none; } h2 { break-after: avoid; }
+  .sample, .card, tr { break-inside: avoid; } }
+"""
+
+
+def _pct(value):
+    return '-' if value is None or value != value else '%.1f' % (100 * value)
+
+
+def _e(text):
+    return html.escape(str(text))
+
+
+def headline_section(result):
+    """The scores as cards; with CRF, its figure under each."""
+    items = [('mean_iou', 'mean IoU'), ('pixel_accuracy', 'pixel accuracy'),
+             ('mean_accuracy', 'mean class accuracy'), ('fw_iou', 'frequency-weighted IoU')]
+    cards = []
+    for key, title in items:
+        crf = ('<div class="c">with CRF %s</div>' % _pct(result['crf'][key])
+               if 'crf' in result else '')
+        cards.append('<div class="card"><div class="v">%s</div><div class="k">%s</div>%s</div>'
+                     % (_pct(result[key]), title, crf))
+    return '<h2>Scores (%d images)</h2><div class="cards">%s</div>' % (
+        result['num_images'], ''.join(cards))
+
+
+def binary_section(binary, names):
+    """MaxF, AP and the operating point, as the KITTI road benchmark and KittiSeg name them."""
+    if not binary or binary.get('max_f') is None:
+        return ''
+    items = [('max_f', 'MaxF'), ('average_precision', 'AP'), ('precision', 'precision'),
+             ('recall', 'recall'), ('fpr', 'FPR'), ('fnr', 'FNR')]
+    cards = ''.join('<div class="card"><div class="v">%s</div><div class="k">%s</div></div>'
+                    % (_pct(binary[key]), title) for key, title in items)
+    return ('<h2>Two-class scores: %s against the rest</h2><p class="sub">In image space, as '
+            'KittiSeg reports them; precision, recall, FPR and FNR at the MaxF threshold %.3f '
+            'of the probability.</p><div class="cards">%s</div>'
+            % (_e(names[binary['positive_class']]), binary['threshold'], cards))
+
+
+def classes_section(result, names, palette):
+    """Per class: colour, name, IoU bar (and with CRF), share of labelled pixels."""
+    confusion = np.asarray(result['confusion'], np.float64)
+    share = confusion.sum(1) / max(confusion.sum(), 1)
+    has_crf = 'crf' in result
+    rows = []
+    for i, name in enumerate(names):
+        iou = result['per_class_iou'][i]
+        bars = '<div class="bar"><span style="width:%.1f%%"></span></div>' % (100 * (iou or 0))
+        cells = ['<span class="swatch" style="background:rgb(%d,%d,%d)"></span>%s'
+                 % (tuple(palette[i]) + (_e(name),)), bars, _pct(iou)]
+        if has_crf:
+            crf_iou = result['crf']['per_class_iou'][i]
+            cells += ['<div class="bar"><span class="crf" style="width:%.1f%%"></span></div>'
+                      % (100 * (crf_iou or 0)), _pct(crf_iou)]
+        cells.append('%.1f%%' % (100 * share[i]))
+        rows.append('<tr>%s</tr>' % ''.join('<td>%s</td>' % c for c in cells))
+    head = ['class', 'IoU', '%'] + (['IoU with CRF', '%'] if has_crf else []) + ['pixels']
+    return ('<h2>Per class</h2><table class="classes" id="per-class"><thead><tr>%s</tr></thead>'
+            '<tbody>%s</tbody></table>' % (''.join('<th>%s</th>' % h for h in head),
+                                           ''.join(rows)))
+
+
+def confusion_section(result, names):
+    """Rows (ground truth) normalised to 100%; darker = more of the row."""
+    confusion = np.asarray(result['confusion'], np.float64)
+    rows = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    head = ''.join('<th class="col">%s</th>' % _e(n) for n in names)
+    body = []
+    for name, row in zip(names, rows):
+        cells = ''.join('<td style="background:rgba(59,111,182,%.3f);color:%s">%s</td>'
+                        % (v, '#fff' if v > 0.5 else '#222', '%.0f' % (100 * v) if v else '')
+                        for v in row)
+        body.append('<tr><th class="r">%s</th>%s</tr>' % (_e(name), cells))
+    return ('<h2>Confusion (rows: ground truth, columns: prediction, %% of the row)</h2>'
+            '<table class="heat"><tr><th></th>%s</tr>%s</table>' % (head, ''.join(body)))
+
+
+def story_section(story):
+    """The training story: which checkpoint and why, and the progress plot when there is one."""
+    if not story:
+        return ''
+    plot = ('<img class="plot" src="%s" alt="training loss and validation mIoU">'
+            % _e(story['plot']) if story.get('plot') else '<p>No training history in the run.</p>')
+    return '<h2>Training</h2><p>%s</p>%s' % (_e(story['checkpoint_why']), plot)
+
+
+def gallery_section(title, samples, rows, pictures, legend):
+    """One row per sample: its five pictures and per-image IoU."""
+    if not samples:
+        return ''
+    by_name = {r['filename']: r for r in rows}
+    parts = ['<h2>%s</h2>%s' % (_e(title), legend)]
+    for filename in samples:
+        row = by_name[filename]
+        crf = ', with CRF %s' % _pct(row['crf_mean_iou']) if 'crf_mean_iou' in row else ''
+        figures = ''.join('<figure><img src="%s" alt="%s"><figcaption>%s</figcaption></figure>'
+                          % (_e(pictures[filename][kind]), KIND_TITLES[kind], KIND_TITLES[kind])
+                          for kind in SAMPLE_KINDS if kind in pictures[filename])
+        parts.append('<div class="sample"><div class="t">%s: mIoU %s%s</div><div class="pics">'
+                     '%s</div></div>' % (_e(os.path.basename(filename)), _pct(row['mean_iou']),
+                                         crf, figures))
+    return ''.join(parts)
+
+
+def legend_html(names, palette):
+    return '<p class="legend">%s</p>' % ''.join(
+        '<span><span class="swatch" style="background:rgb(%d,%d,%d)"></span>%s</span>'
+        % (tuple(palette[i]) + (_e(n),)) for i, n in enumerate(names))
+
+
+def settings_section(settings, data):
+    """The settings that produced the scores, and what was read (damaged files named)."""
+    rows = ''.join('<tr><td>%s</td><td>%s</td></tr>' % (_e(k), _e(v)) for k, v in settings)
+    warnings = ''.join('<p class="warn">%s is damaged: only its first %d record(s) were scored '
+                       '(%s)</p>' % (_e(d['path']), d['readable_records'], _e(d['damage']))
+                       for d in data['damaged_files'])
+    if data['skipped_records']:
+        warnings += '<p class="warn">%d record(s) skipped: %s</p>' % (
+            len(data['skipped_records']), _e('; '.join(data['skipped_records'][:10])))
+    return '<h2>Settings</h2>%s<table class="settings">%s</table>' % (warnings, rows)
+
+
+def write_report_page(output_dir, title, result, rows, names, palette, gallery, pictures,
+                      settings, story=None):
+    """Writes OUTPUT_DIR/report.html; returns its path.
+
+    `gallery`: {'worst': [filename, ...], 'best': [...]}; `pictures`: {filename: {kind: path
+    relative to output_dir}} (utils.visualization.SAMPLE_KINDS); `settings`: [(name, value)];
+    `story`: {'checkpoint_why', 'plot' (relative path or None)} of a training run.
+    """
+    legend = legend_html(names, palette)
+    body = ''.join([
+        '<h1>%s</h1>' % _e(title), headline_section(result),
+        binary_section(result.get('binary'), names), classes_section(result, names, palette),
+        confusion_section(result, names), story_section(story),
+        gallery_section('Worst images by mIoU', gallery['worst'], rows, pictures, legend),
+        gallery_section('Best images by mIoU', gallery['best'], rows, pictures, legend),
+        settings_section(settings, result['data'])])
+    page = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>%s</title>'
+            '<style>%s</style></head><body>%s</body></html>\n' % (_e(title), STYLE, body))
+    path = os.path.join(output_dir, REPORT_FILENAME)
+    atomic_write_text(path, page)
+    return path
