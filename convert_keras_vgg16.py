@@ -1,7 +1,8 @@
 """Converts Keras VGG16 ImageNet weights (.h5, e.g. vgg16_weights_tf_dim_ordering_tf_kernels.h5)
 into a tf-slim vgg_16 checkpoint that train.py --checkpoint_path takes.
 
-    python convert_keras_vgg16.py --h5 vgg16_weights_tf_dim_ordering_tf_kernels.h5 --output_path vgg_16.ckpt
+    python convert_keras_vgg16.py --h5 vgg16_weights_tf_dim_ordering_tf_kernels.h5 \
+        --output_path vgg_16.ckpt
 """
 import sys
 

@@ -3,7 +3,7 @@ machine's matrix-multiply peak, inference latency through an exported model, den
 conversion speed and peak memory; optionally the peers in ../shared/bench, run in the same
 session, with ratios.
 
-    python benchmarks/benchmark.py                                   # FCN-8s, 224x224 and 360x480, batch 4
+    python benchmarks/benchmark.py          # FCN-8s, 224x224 and 360x480, batch 4
     python benchmarks/benchmark.py --precisions float32,mixed_bfloat16 --peers ../shared/bench
     python benchmarks/benchmark.py --sections mobilenet --peers ../shared/bench
     python benchmarks/benchmark.py --sections crf --run_dir runs/camvid --dataset camvid_val.record

@@ -2,7 +2,8 @@
 
 tf_slim's own `vgg_16` pads fc6 VALID, which fails on inputs under 224 px; here fc6/fc7 are
 SAME-padded convolutions so any input works, while the variable names and shapes stay those of
-the published `vgg_16.ckpt` (`vgg_16/conv1/conv1_1/weights`, ..., `vgg_16/fc6/weights` 7x7x512x4096).
+the published `vgg_16.ckpt` (`vgg_16/conv1/conv1_1/weights`, ...,
+`vgg_16/fc6/weights` 7x7x512x4096).
 """
 import tensorflow.compat.v1 as tf
 import tf_slim as slim

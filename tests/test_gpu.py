@@ -1,6 +1,6 @@
 """GPU paths: training through cuDNN (float32 and mixed_float16), mirrored replicas (with two
-GPUs), every export format from a GPU-trained run. They run where TensorFlow sees a CUDA GPU and skip
-elsewhere; `make gpu-check` runs them verbosely and prints the figures (lines 'GPU: ...').
+GPUs), every export format from a GPU-trained run. They run where TensorFlow sees a CUDA GPU
+and skip elsewhere; `make gpu-check` runs them verbosely and prints the figures (lines 'GPU: ...').
 """
 import json
 import os

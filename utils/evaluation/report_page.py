@@ -31,7 +31,8 @@ table { border-collapse: collapse; } td, th { padding: 3px 8px; text-align: left
 .classes td { border-bottom: 1px solid #eee; }
 .swatch { display: inline-block; width: 14px; height: 14px; border: 1px solid #999;
           vertical-align: middle; margin-right: 6px; }
-.bar { background: #eee; width: 260px; height: 12px; display: inline-block; vertical-align: middle; }
+.bar { background: #eee; width: 260px; height: 12px; display: inline-block;
+       vertical-align: middle; }
 .bar span { display: block; height: 12px; background: #3b6fb6; }
 .bar span.crf { background: #e39b2d; }
 .heat td, .heat th { border: 1px solid #fff; font-size: 12px; text-align: center; min-width: 38px; }
