@@ -1,15 +1,21 @@
 """Converts a segmentation dataset split (image/label pairs) into TFRecords. Run once per split.
 
-    python convert_fcn_dataset.py --dataset_format camvid --data_dir DIR --split val --output_path val.record
+    python convert_fcn_dataset.py --dataset_format camvid --data_dir DIR --split val \
+        --output_path val.record
     python convert_fcn_dataset.py --dataset_format voc --data_dir VOCdevkit/VOC2012 --split train \
         --output_path fcn_train.record --num_workers 2
-    python convert_fcn_dataset.py --verify --output_path val.record --config configs/camvid_fcn8s.yaml
+    python convert_fcn_dataset.py --verify --output_path val.record \
+        --config configs/camvid_fcn8s.yaml
 
 Labels are stored as PNG train ids with void mapped to 255, following the dataset config
 (num_classes, void_label, label_map, label_offset, color_map). Unusable pairs are skipped and
-listed (--strict: the run fails instead); a report is written to OUTPUT_PATH.report.json.
+listed (--strict: the run fails instead); a report is written to OUTPUT_PATH.report.json. An
+earlier conversion at OUTPUT_PATH is replaced only with --overwrite. SIGTERM stops a conversion
+cleanly (its temporary files removed, exit status 143).
 """
+import contextlib
 import os
+import signal
 import sys
 
 from utils.startup import import_tensorflow_quietly
@@ -18,15 +24,39 @@ import_tensorflow_quietly()
 
 from tqdm import tqdm  # noqa: E402
 
-from utils.cli import job_parser, list_of, run_job  # noqa: E402
+from utils.cli import job_parser, list_of, non_negative_int, run_job  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
-from utils.data.conversion import REPORT_SUFFIX, convert_pairs, make_label_spec  # noqa: E402
+from utils.data.conversion import (REPORT_SUFFIX, check_output_path, convert_pairs,  # noqa: E402
+                                   make_label_spec)
 from utils.data.layouts import DEFAULT_CONFIGS, FORMATS, find_pairs  # noqa: E402
+from utils.data.pixels import MAX_IMAGE_PIXELS, PIXELS_FLAG  # noqa: E402
 from utils.data.records import resolve_record_paths, verify_records  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NEEDS = {'folders': ['image_dir', 'label_dir'], 'list': ['list_file']}
+EXIT_SIGTERM = 128 + signal.SIGTERM  # the shell's status for a job ended by SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM as an exception. A BaseException, as KeyboardInterrupt is, so that no `except
+    Exception` on its way up swallows it, while every `finally` and atomic write's cleanup
+    runs (the part files and temporaries are removed, earlier output is untouched)."""
+
+
+def _raise_terminated(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the run at once
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    """Within the block, SIGTERM raises Terminated in the main thread."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def parse_args(argv=None):
@@ -52,6 +82,11 @@ def parse_args(argv=None):
                    help='HEIGHT,WIDTH: skip smaller images (e.g. the crop size)')
     p.add_argument('--strict', action='store_true', help='fail, writing nothing, if any pair is '
                    'unusable')
+    p.add_argument(PIXELS_FLAG, type=non_negative_int, default=MAX_IMAGE_PIXELS,
+                   help='skip images and labels of more pixels than this (read from their '
+                   'headers, before decoding); 0: no limit (default: %(default)s)')
+    p.add_argument('--overwrite', action='store_true', help='replace an earlier conversion at '
+                   'OUTPUT_PATH (its record file or shards and its report)')
     p.add_argument('--verify', action='store_true', help='read OUTPUT_PATH back and check it')
     return p.parse_args(argv)
 
@@ -92,6 +127,7 @@ def verify(args, config):
 
 
 def convert(args, config):
+    check_output_path(args.output_path, args.overwrite)  # refused before any reading
     pairs = find_pairs(args.dataset_format, data_dir=args.data_dir, split=args.split,
                        image_dir=args.image_dir, label_dir=args.label_dir,
                        list_file=args.list_file)
@@ -100,12 +136,12 @@ def convert(args, config):
                           % args.dataset_format)
     spec = make_label_spec(config.num_classes, config.void_label, config.label_map,
                            config.label_map_default, config.label_offset, config.color_map,
-                           args.min_size, args.allow_lossy_labels)
+                           args.min_size, args.allow_lossy_labels, args.max_image_pixels)
     print('Converting %d pairs (%d classes) to %s with %d worker(s)'
           % (len(pairs), config.num_classes, args.output_path, args.num_workers))
-    with tqdm(total=len(pairs), unit='pair', file=sys.stderr) as bar:
+    with sigterm_raises(), tqdm(total=len(pairs), unit='pair', file=sys.stderr) as bar:
         report = convert_pairs(pairs, args.output_path, spec, args.num_shards,
-                               args.num_workers, args.strict,
+                               args.num_workers, args.strict, overwrite=args.overwrite,
                                log=lambda message: tqdm.write(message, file=sys.stderr),
                                progress=bar.update)
     print('Wrote %d of %d pairs to %s (%.1f images/s); skipped %d. Report: %s'
@@ -123,7 +159,12 @@ def main(argv=None):
         config = dataset_config(args)
         return verify(args, config) if args.verify else convert(args, config)
 
-    return run_job(work)
+    try:
+        return run_job(work)
+    except Terminated:  # raised in the conversion; its cleanups (`finally`, atomic writes) ran
+        print('interrupted (SIGTERM): the conversion to %s stopped and its temporary files '
+              'were removed' % args.output_path, file=sys.stderr)
+        return EXIT_SIGTERM
 
 
 if __name__ == '__main__':

@@ -172,7 +172,7 @@ def conversion_images_per_second(data_dir, split, num_workers, output_path, conf
     subprocess.run([sys.executable, os.path.join(root, 'convert_fcn_dataset.py'),
                     '--dataset_format', 'camvid', '--data_dir', data_dir, '--split', split,
                     '--output_path', output_path, '--num_workers', str(num_workers),
-                    '--config', config_path], check=True, capture_output=True)
+                    '--config', config_path, '--overwrite'], check=True, capture_output=True)
     with open(output_path + '.report.json') as f:
         return json.load(f)['images_per_second']
 

@@ -164,15 +164,15 @@ def test_cli_strict_and_empty_input_keep_earlier_output(tmp_path):
     before = open(out, 'rb').read()
     cv2.imwrite(os.path.join(root, 'valannot', 'f001.png'), np.full((20, 30), 99, np.uint8))
     strict = run_converter('--dataset_format', 'camvid', '--data_dir', root, '--split', 'val',
-                        '--output_path', out, '--strict')
-    assert strict.returncode != 0 and 'strict' in strict.stderr
+                           '--output_path', out, '--strict', '--overwrite')
+    assert strict.returncode != 0 and '1 of 3 pairs are unusable (--strict)' in strict.stderr
     os.makedirs(os.path.join(root, 'empty'))
     os.makedirs(os.path.join(root, 'emptyannot'))
     empty = run_converter('--dataset_format', 'camvid', '--data_dir', root, '--split', 'empty',
-                       '--output_path', out)
+                          '--output_path', out, '--overwrite')
     assert empty.returncode != 0 and 'no image/label pairs' in empty.stderr
     missing = run_converter('--dataset_format', 'camvid', '--data_dir', root, '--split', 'nope',
-                         '--output_path', out)
+                            '--output_path', out, '--overwrite')
     assert missing.returncode != 0 and 'nope' in missing.stderr
     assert open(out, 'rb').read() == before  # earlier output untouched
     assert not [n for n in os.listdir(root) if n.endswith('.tmp')]
@@ -285,10 +285,10 @@ def test_report_frequencies_and_weights_match_numpy(tmp_path):
     root = str(tmp_path)
     originals = write_camvid(root, 'train', 5)
     report = convert(camvid_pairs(root, 'train'), str(tmp_path / 'r.record'))
-    labels = [np.where(l == 11, 255, l) for _, l in originals]
-    counts = np.array([sum((l == c).sum() for l in labels) for c in range(5)])
+    labels = [np.where(label == 11, 255, label) for _, label in originals]
+    counts = np.array([sum((label == c).sum() for label in labels) for c in range(5)])
     np.testing.assert_allclose(report['class_frequencies'], counts / counts.sum(), atol=1e-6)
-    image_totals = np.array([sum((l != 255).sum() for l in labels if (l == c).any())
+    image_totals = np.array([sum((label != 255).sum() for label in labels if (label == c).any())
                              for c in range(5)])
     freq = counts / image_totals
     np.testing.assert_allclose(report['median_frequency_weights'], np.median(freq) / freq,

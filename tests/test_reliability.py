@@ -123,9 +123,11 @@ def make_camvid(root, count, size=(120, 160)):
 
 
 def convert_cmd(root, out, *extra):
+    """A conversion that may replace an earlier output of the same name (--overwrite), as
+    these tests convert again onto what an earlier run wrote."""
     return [sys.executable, os.path.join(ROOT, 'convert_fcn_dataset.py'), '--dataset_format',
             'camvid', '--data_dir', root, '--split', 'train', '--output_path', out,
-            '--num_classes', '4'] + list(extra)
+            '--num_classes', '4', '--overwrite'] + list(extra)
 
 
 def test_kill_9_during_conversion_leaves_no_complete_looking_file(tmp_path):

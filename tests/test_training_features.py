@@ -261,10 +261,17 @@ def test_the_plotted_loss_is_smoothed_as_tensorboard_does():
 def test_precision_auto_picks_bfloat16_only_on_a_bfloat16_cpu_without_gpu(tmp_path):
     from utils.runtime import cpu_bfloat16_flags, resolve_precision
     bf16 = ('avx512_bf16',)
-    assert resolve_precision('auto', gpus=[], bf16_flags=bf16)[0] == 'mixed_bfloat16'
-    assert resolve_precision('auto', 'mirrored', gpus=[], bf16_flags=bf16)[0] == 'mixed_bfloat16'
+    assert resolve_precision('auto', gpus=[], bf16_flags=bf16, environ={})[0] == 'mixed_bfloat16'
+    assert resolve_precision('auto', 'mirrored', gpus=[], bf16_flags=bf16,
+                             environ={})[0] == 'mixed_bfloat16'
     assert resolve_precision('auto', 'multi_worker', gpus=[], bf16_flags=bf16)[0] == 'float32'
     assert resolve_precision('auto', gpus=[], bf16_flags=())[0] == 'float32'
+    # ONEDNN_MAX_CPU_ISA=AVX2 makes a bfloat16 CPU behave as the AVX2 class: float32.
+    capped = resolve_precision('auto', gpus=[], bf16_flags=bf16,
+                               environ={'ONEDNN_MAX_CPU_ISA': 'AVX2'})
+    assert capped[0] == 'float32' and 'ONEDNN_MAX_CPU_ISA=AVX2' in capped[1]
+    assert resolve_precision('auto', gpus=[], bf16_flags=bf16, environ={
+        'ONEDNN_MAX_CPU_ISA': 'AVX512_CORE_AMX'})[0] == 'mixed_bfloat16'
     assert resolve_precision('auto', gpus=['GPU:0'], bf16_flags=('amx_bf16',))[0] == 'float32'
     assert resolve_precision('float32', gpus=[], bf16_flags=bf16)[0] == 'float32'
     cpuinfo = tmp_path / 'cpuinfo'

@@ -40,12 +40,13 @@ def cpu_bfloat16_flags(cpuinfo='/proc/cpuinfo'):
     return tuple(flag for flag in BFLOAT16_CPU_FLAGS if flag in flags)
 
 
-def resolve_precision(precision, distribution='none', gpus=None, bf16_flags=None):
+def resolve_precision(precision, distribution='none', gpus=None, bf16_flags=None, environ=None):
     """Precision 'auto' -> (concrete precision, why); others come back as they are.
 
     auto: mixed_bfloat16 where no GPU is visible, the CPU has bfloat16 units (measured here:
-    1.5x the float32 images/s, no worse validation mIoU) and the job is not multi-worker (the
-    oneDNN bfloat16 rewrite makes kernels the worker runtime lacks), else float32."""
+    1.5x the float32 images/s, no worse validation mIoU), ONEDNN_MAX_CPU_ISA in `environ` does
+    not cap oneDNN below them, and the job is not multi-worker (the oneDNN bfloat16 rewrite
+    makes kernels the worker runtime lacks), else float32."""
     if precision != 'auto':
         return precision, 'as configured'
     if distribution == 'multi_worker':
@@ -56,9 +57,27 @@ def resolve_precision(precision, distribution='none', gpus=None, bf16_flags=None
     if gpus:
         return 'float32', 'auto: a GPU is visible (mixed_float16 is the GPU option)'
     flags = cpu_bfloat16_flags() if bf16_flags is None else bf16_flags
+    capped = onednn_isa_cap(os.environ if environ is None else environ)
+    if flags and capped:
+        return 'float32', ('auto: ONEDNN_MAX_CPU_ISA=%s keeps oneDNN below the bfloat16 '
+                           'instructions the CPU has' % capped)
     if flags:
         return 'mixed_bfloat16', 'auto: the CPU has %s' % ', '.join(flags)
     return 'float32', 'auto: the CPU has no bfloat16 units'
+
+
+# oneDNN's instruction-set names (ONEDNN_MAX_CPU_ISA) that include bfloat16 arithmetic; the
+# variable set to any other (SSE41, AVX, AVX2, AVX2_VNNI, AVX512_CORE, AVX512_CORE_VNNI, ...)
+# makes TensorFlow's oneDNN kernels behave as on a CPU without bfloat16.
+BFLOAT16_ISAS = ('AVX512_CORE_BF16', 'AVX512_CORE_FP16', 'AVX512_CORE_AMX',
+                 'AVX512_CORE_AMX_FP16', 'AVX10_1_512', 'AVX10_1_512_AMX',
+                 'AVX10_1_512_AMX_FP16', 'AVX10_2_512', 'AVX10_2_512_AMX_2', 'ALL', 'DEFAULT')
+
+
+def onednn_isa_cap(environ=os.environ):
+    """The ONEDNN_MAX_CPU_ISA value when it caps oneDNN below bfloat16, else None."""
+    value = environ.get('ONEDNN_MAX_CPU_ISA', environ.get('DNNL_MAX_CPU_ISA', '')).strip()
+    return value if value and value.upper() not in BFLOAT16_ISAS else None
 
 
 def available_memory_bytes(meminfo='/proc/meminfo'):

@@ -1,16 +1,20 @@
 """Image/label pairs -> TFRecord file(s), with validation, parallel workers and a report.
 
-Usable pairs are written in input order; a pair that cannot be used is skipped with its reason.
+Usable pairs are written in input order; a pair that cannot be used is skipped with its reason
+(among them images above the pixel limit, read from their headers before any decoding).
 Record files and the report are written under temporary names and renamed only when the whole
-conversion succeeded, so an interrupted run never leaves a valid-looking partial output.
+conversion succeeded, so an interrupted run never leaves a valid-looking partial output; the
+files of an earlier conversion to the same path are replaced only when the caller allows it.
 """
 import collections
 import contextlib
+import glob
 import io
 import json
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 import time
 
@@ -19,19 +23,23 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
-from utils.data.layouts import PairError, label_lookup_table, read_label, remap_and_check_label
+from utils.data.layouts import (PairError, label_lookup_table, pairing_problem, read_label,
+                                remap_and_check_label)
+from utils.data.pixels import MAX_IMAGE_PIXELS, ImageTooLarge, check_pixels, header_size
 from utils.data.records import IGNORE_LABEL, make_example
-from utils.errors import DataError, JobError
+from utils.errors import DataError, JobError, OutputError
 from utils.fileio import atomic_path, atomic_write_text, remove_stale_temporaries
 
 REPORT_SUFFIX = '.report.json'
 CHUNK_PAIRS = 50  # pairs per part file written by one worker task
+SHARD_GLOB = '-?????-of-?????'  # the shards of shard_paths, as resolve_record_paths finds them
 _PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 _JPEG_MAGIC = b'\xff\xd8\xff'
 
-# What a conversion needs to know about the dataset's labels (picklable, for the workers).
+# What a conversion needs to know about the dataset's labels and the images it accepts
+# (picklable, for the workers).
 LabelSpec = collections.namedtuple('LabelSpec', 'num_classes table color_map min_size '
-                                                'allow_lossy_labels')
+                                                'allow_lossy_labels max_image_pixels')
 # cv2.imdecode applies a JPEG's EXIF orientation; the same transform for its label, by tag.
 EXIF_ORIENTATION = 0x0112
 ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
@@ -41,20 +49,32 @@ ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::
 
 def make_label_spec(num_classes, void_label=IGNORE_LABEL, label_map=None,
                     label_map_default=None, label_offset=0, color_map=(), min_size=None,
-                    allow_lossy_labels=False):
-    """LabelSpec from the dataset's conventions (see utils.data.layouts.label_lookup_table)."""
+                    allow_lossy_labels=False, max_image_pixels=MAX_IMAGE_PIXELS):
+    """LabelSpec from the dataset's conventions (see utils.data.layouts.label_lookup_table);
+    images or labels of more than `max_image_pixels` pixels (0: no limit) are skipped."""
     table = label_lookup_table(void_label, IGNORE_LABEL, label_map, label_map_default,
                                label_offset)
     return LabelSpec(num_classes, table, tuple(tuple(c) for c in color_map), min_size,
-                     allow_lossy_labels)
+                     allow_lossy_labels, max_image_pixels)
 
 
-def read_image(image_path):
+def check_size(source, name, max_image_pixels):
+    """Raises PairError (the pair is skipped) when the header of `source` (bytes or a path)
+    gives more than `max_image_pixels` pixels: decoding it could take more memory than the
+    machine has (a 243 KB PNG can hold 15000x15000 pixels, 675 MB decoded)."""
+    try:
+        check_pixels(header_size(source), name, max_image_pixels)
+    except ImageTooLarge as e:
+        raise PairError(str(e)) from None
+
+
+def read_image(image_path, max_image_pixels=MAX_IMAGE_PIXELS):
     """(encoded bytes as stored, format 'png' | 'jpeg', decoded BGR image, EXIF orientation)."""
     with open(image_path, 'rb') as f:
         encoded = f.read()
     if not encoded:
         raise PairError('image %s is empty (0 bytes)' % image_path)
+    check_size(encoded, 'image %s' % image_path, max_image_pixels)
     try:
         image = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error:
@@ -80,6 +100,7 @@ def read_pair_label(label_path, spec, shape, orientation):
     if head == _JPEG_MAGIC and not spec.allow_lossy_labels:
         raise PairError('label %s is a JPEG: its lossy compression changes class ids along the '
                         'edges; store labels as PNG (or pass --allow_lossy_labels)' % label_path)
+    check_size(label_path, 'label %s' % label_path, spec.max_image_pixels)
     label = read_label(label_path, spec.color_map)
     if orientation in ORIENT and label.shape != shape:  # drawn on the stored pixels
         label = np.ascontiguousarray(ORIENT[orientation](label))
@@ -92,12 +113,13 @@ def encode_pair(image_path, label_path, spec):
 
     Raises PairError with the reason when the pair cannot be used.
     """
-    if label_path is None:
-        raise PairError('image %s has no label file' % image_path)
+    problem = pairing_problem(image_path, label_path)
+    if problem:
+        raise PairError(problem)
     for path in (image_path, label_path):
         if not os.path.isfile(path):
             raise PairError('file %s does not exist' % path)
-    encoded, image_format, image, orientation = read_image(image_path)
+    encoded, image_format, image, orientation = read_image(image_path, spec.max_image_pixels)
     height, width = image.shape[:2]
     if spec.min_size and (height < spec.min_size[0] or width < spec.min_size[1]):
         raise PairError('image %s is %dx%d, smaller than the minimum size %dx%d (height x width)'
@@ -173,6 +195,14 @@ def median_frequency_weights(class_pixels, image_pixels):
     return weights
 
 
+def _worker_init():
+    """A pool worker ends at once, quietly, on SIGTERM (as Pool.terminate expects). A handler
+    the parent installed, inherited through fork, would raise in the worker too: each worker
+    then printed a traceback when a conversion was stopped. The parent removes the worker's
+    part file."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _map_parts(tasks, num_workers, progress):
     """Results of _write_part over `tasks`, in task order, by `num_workers` processes;
     `progress(number of pairs done)` is called as chunks complete."""
@@ -187,7 +217,8 @@ def _map_parts(tasks, num_workers, progress):
                 progress(len(task[1]))
         return out
 
-    with multiprocessing.get_context('fork').Pool(num_workers) as pool:
+    with multiprocessing.get_context('fork').Pool(num_workers,
+                                                  initializer=_worker_init) as pool:
         return collect(pool.imap(_write_part, tasks))
 
 
@@ -304,39 +335,56 @@ def check_binary_masks(raw_values, class_pixels, spec):
                         % (spec.num_classes - 1))
 
 
-def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=False,
-                  log=print, progress=None):
-    """Writes every usable pair of `pairs` to `output_path` (or its shards); returns the report.
+def existing_outputs(output_path):
+    """The files of an earlier conversion to `output_path`: its record file or shards (of any
+    count), and its report."""
+    shards = sorted(glob.glob(glob.escape(output_path) + SHARD_GLOB))
+    return [path for path in [output_path] + shards + [output_path + REPORT_SUFFIX]
+            if os.path.lexists(path)]
 
-    The report (also saved as OUTPUT_PATH.report.json) counts written and skipped pairs, lists
-    each skipped pair with its reason, the size range, per-class pixel counts and frequencies,
-    and median-frequency class weights. With `strict`, any unusable pair fails the conversion
-    and nothing is written. `progress(n)`, if given, is called with the number of pairs done
-    (e.g. a tqdm bar's update).
-    Raises DataError (no usable pair) or JobError (cannot write) when nothing could be
-    written; earlier output is then untouched.
+
+def check_output_path(output_path, overwrite):
+    """Refuses a folder as `output_path`, and an earlier conversion there unless `overwrite`.
+
+    Returns the earlier conversion's files (convert_pairs replaces them once the new one
+    succeeded). Raises OutputError naming the path and the flag to pass.
     """
-    start = time.time()
+    if os.path.isdir(output_path) or output_path.endswith(os.sep):
+        raise OutputError('--output_path %s is a folder; give the path of the record file to '
+                          'write, e.g. %s' % (output_path, os.path.join(output_path,
+                                                                        'train.record')))
+    earlier = existing_outputs(output_path)
+    if earlier and not overwrite:
+        raise OutputError('--output_path %s exists from an earlier conversion (%s); pass '
+                          '--overwrite to replace it, or choose another --output_path'
+                          % (output_path, file_names(earlier)))
+    return earlier
+
+
+def file_names(paths, shown=3):
+    """'a, b, c and 2 more': the base names of the first `shown` of `paths`."""
+    names = ', '.join(os.path.basename(path) for path in paths[:shown])
+    return names + (' and %d more' % (len(paths) - shown) if len(paths) > shown else '')
+
+
+def remove_replaced(earlier, written, log):
+    """Removes the files of the earlier conversion that this one did not rewrite (shards of
+    another count, a single file now sharded): readers of the path would take them as current
+    (utils.data.records.resolve_record_paths prefers the file of the exact name)."""
+    stale = [path for path in earlier if path not in written]
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    if stale:
+        log('removed %s of the earlier conversion' % ', '.join(stale))
+
+
+def make_report(pairs, spec, written, seconds):
+    """The report of a conversion (see convert_pairs) from what _write_records returned."""
+    skipped, class_pixels, image_pixels, sizes, paths = written
     n = spec.num_classes
-    if num_shards > len(pairs):  # never an empty shard
-        log('--num_shards %d is more than the %d pairs: writing %d shards'
-            % (num_shards, len(pairs), len(pairs)))
-        num_shards = max(len(pairs), 1)
-    paths = shard_paths(output_path, num_shards)
-    for path in paths + [output_path + REPORT_SUFFIX]:
-        remove_stale_temporaries(path)
-    try:
-        skipped, class_pixels, image_pixels, sizes, paths = _write_records(
-            pairs, paths, spec, num_workers, strict, progress, log)
-    except PairError as e:
-        raise DataError(str(e)) from None
-    except (OSError, tf.errors.OpError) as e:
-        raise JobError('cannot write %s (%s); free some space or choose another '
-                       '--output_path: earlier files there are untouched'
-                       % (output_path, str(e).split('\n')[0])) from None
-    seconds = time.time() - start
     labelled = class_pixels[:n].sum()
-    report = {
+    return {
         'output_paths': paths,
         'pairs_found': len(pairs),
         'pairs_written': len(sizes),
@@ -354,9 +402,47 @@ def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=
         'seconds': round(seconds, 2),
         'images_per_second': round(len(pairs) / max(seconds, 1e-9), 2),
     }
+
+
+def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=False,
+                  overwrite=True, log=print, progress=None):
+    """Writes every usable pair of `pairs` to `output_path` (or its shards); returns the report.
+
+    The report (also saved as OUTPUT_PATH.report.json) counts written and skipped pairs, lists
+    each skipped pair with its reason, the size range, per-class pixel counts and frequencies,
+    and median-frequency class weights. With `strict`, any unusable pair fails the conversion
+    and nothing is written. An earlier conversion to `output_path` is replaced, once this one
+    succeeded, only with `overwrite` (the library's default; the script's is to refuse).
+    `progress(n)`, if given, is called with the number of pairs done (e.g. a tqdm bar's update).
+    Raises DataError (no usable pair), OutputError (a folder or, without `overwrite`, an
+    earlier conversion at `output_path`) or JobError (cannot write) when nothing could be
+    written; earlier output is then untouched.
+    """
+    start = time.time()
+    if num_shards > len(pairs):  # never an empty shard
+        log('--num_shards %d is more than the %d pairs: writing %d shards'
+            % (num_shards, len(pairs), len(pairs)))
+        num_shards = max(len(pairs), 1)
+    earlier = check_output_path(output_path, overwrite)
+    if earlier:
+        log('replacing the earlier conversion at %s (%s) once this one succeeds'
+            % (output_path, file_names(earlier)))
+    paths = shard_paths(output_path, num_shards)
+    for path in paths + [output_path + REPORT_SUFFIX]:
+        remove_stale_temporaries(path)
+    try:
+        written = _write_records(pairs, paths, spec, num_workers, strict, progress, log)
+    except PairError as e:
+        raise DataError(str(e)) from None
+    except (OSError, tf.errors.OpError) as e:
+        raise JobError('cannot write %s (%s); free some space or choose another '
+                       '--output_path: earlier files there are untouched'
+                       % (output_path, str(e).split('\n')[0])) from None
+    report = make_report(pairs, spec, written, time.time() - start)
     try:
         atomic_write_text(output_path + REPORT_SUFFIX, json.dumps(report, indent=2))
     except OSError as e:
         raise JobError('records written, but the report %s could not be (%s)'
                        % (output_path + REPORT_SUFFIX, e)) from None
+    remove_replaced(earlier, report['output_paths'] + [output_path + REPORT_SUFFIX], log)
     return report

@@ -1,7 +1,10 @@
 """Dataset layouts on disk: where the image/label pairs of a split are, and how labels are read.
 
-Each layout lists (image_path, label_path) pairs. Labels are read as class indices; a colour
-(3-channel) label where indices are expected is an error, never silently reinterpreted.
+Each layout lists (image_path, label_path) pairs. Where files do not pair one to one, the entry
+says so and the converter skips it with the reason (pairing_problem): a missing side is None,
+and a side matched by several files (x.png and x.jpg for one stem) is the tuple of them. Labels
+are read as class indices; a colour (3-channel) label where indices are expected is an error,
+never silently reinterpreted.
 """
 import os
 
@@ -38,13 +41,53 @@ def _images_in(directory):
                   if name.lower().endswith(IMAGE_EXTENSIONS))
 
 
-def folder_pairs(image_dir, label_dir):
-    """Pairs by file stem: IMAGE_DIR/NAME.jpg with LABEL_DIR/NAME.png.
+def _by_stem(paths):
+    """{stem: its path, or the tuple of the paths sharing it}, in the order of `paths`."""
+    groups = {}
+    for path in paths:
+        groups.setdefault(_stem(path), []).append(path)
+    return {stem: group[0] if len(group) == 1 else tuple(group)
+            for stem, group in groups.items()}
 
-    An image whose label is missing is returned with label_path None (reported as skipped).
+
+def folder_pairs(image_dir, label_dir):
+    """Pairs by file stem: IMAGE_DIR/NAME.jpg with LABEL_DIR/NAME.png, in image name order.
+
+    Files that do not pair one to one are listed for the converter to skip and report (see
+    pairing_problem): an image without a label has label None; a label without an image comes
+    after the pairs with image None; two images (or labels) of one stem are one tuple.
     """
-    labels = {_stem(p): p for p in _images_in(label_dir)}
-    return [(p, labels.get(_stem(p))) for p in _images_in(image_dir)]
+    images = _by_stem(_images_in(image_dir))
+    labels = _by_stem(_images_in(label_dir))
+    pairs = [(image, labels.get(stem)) for stem, image in images.items()]
+    return pairs + [(None, label) for stem, label in labels.items() if stem not in images]
+
+
+def _named(kind, side):
+    """'image a.png', or 'images a.png and a.jpg' for a side matched by several files."""
+    if isinstance(side, tuple):
+        return '%ss %s' % (kind, ' and '.join(side))
+    return '%s %s' % (kind, side)
+
+
+def pairing_problem(image_path, label_path):
+    """Why a listed entry is not one image with one label (see folder_pairs), or None."""
+    if image_path is None:
+        stem = _stem(label_path[0] if isinstance(label_path, tuple) else label_path)
+        return ('%s: no image has the stem %s; add the image or remove the label'
+                % (_named('label', label_path), stem))
+    if isinstance(image_path, tuple) and label_path is None:
+        return ('%s share the stem %s, and no label has it; keep one image and add its label'
+                % (_named('image', image_path), _stem(image_path[0])))
+    if label_path is None:
+        return 'image %s has no label file' % image_path
+    for kind, side, other_kind, other in (('image', image_path, 'label', label_path),
+                                          ('label', label_path, 'image', image_path)):
+        if isinstance(side, tuple):
+            return ('%s share the stem %s, so it is unclear which one pairs with %s; rename or '
+                    'remove all but one' % (_named(kind, side), _stem(side[0]),
+                                            _named(other_kind, other)))
+    return None
 
 
 def list_pairs(list_file, root=None):
@@ -91,7 +134,8 @@ def voc_pairs(data_dir, split):
 
 
 def cityscapes_pairs(data_dir, split):
-    """Cityscapes: leftImg8bit/SPLIT/CITY/X_leftImg8bit.png with gtFine/SPLIT/CITY/X_gtFine_labelIds.png."""
+    """Cityscapes: leftImg8bit/SPLIT/CITY/X_leftImg8bit.png with
+    gtFine/SPLIT/CITY/X_gtFine_labelIds.png."""
     image_root = os.path.join(data_dir, 'leftImg8bit', split)
     if not os.path.isdir(image_root):
         raise FileNotFoundError('folder %s does not exist; --data_dir must hold leftImg8bit/ and '

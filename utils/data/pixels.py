@@ -48,8 +48,13 @@ def check_pixels(size, name, max_pixels=MAX_IMAGE_PIXELS):
         return
     height, width = size
     if height * width > max_pixels:
-        raise ImageTooLarge('%s is %dx%d = %.0f million pixels, above the limit of %.0f million '
-                            '(%s %d); raise %s if this machine has the memory, or resize it'
-                            % (name, width, height, height * width / 1e6, max_pixels / 1e6,
+        raise ImageTooLarge('%s is %dx%d = %s pixels, above the limit of %s (%s %d); raise %s '
+                            'if this machine has the memory, or resize it'
+                            % (name, width, height, _count(height * width), _count(max_pixels),
                                PIXELS_FLAG, max_pixels, PIXELS_FLAG))
+
+
+def _count(pixels):
+    """'225 million' for large counts, '1600' for small ones."""
+    return '%.0f million' % (pixels / 1e6) if pixels >= 10 ** 7 else '%d' % pixels
 

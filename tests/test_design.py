@@ -1,0 +1,121 @@
+"""The design loop from a compute budget (design_for_budget.py): enumeration against
+count_ops.py, the choice within budget, resumable training, the report and picture, and the
+one line when nothing fits."""
+import json
+import os
+import re
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, run_script
+from utils.deploy.design import (Scenario, best_candidate, choose_candidates,
+                                 enumerate_candidates, load_scenario, pareto_front)
+from utils.errors import ConfigError
+
+GRID = {'input_sizes': [[64, 96]], 'depth_multipliers': [0.25, 0.5],
+        'classifier_kernels': [1, 3], 'classifier_depths': [16, 32]}
+
+
+def write_scenario(tmp_path, budget_gops, **extra):
+    """A tiny scenario on the demo classes: a MobileNet FCN recipe of a few steps."""
+    config = yaml.safe_load(open(os.path.join(ROOT, 'configs', 'demo.yaml')))
+    config.update(model='mobilenet_v1_fcn', crop_size=[64, 64], batch_size=2,
+                  batch_norm_decay=0.9, crf=False, num_eval_images=2)
+    (tmp_path / 'tiny.yaml').write_text(yaml.safe_dump(config))
+    scenario = dict(GRID, config='tiny.yaml', cameras=2, fps=10, budget_gops=budget_gops,
+                    num_trained=2, max_steps=2, format='saved_model', **extra)
+    path = tmp_path / 'scenario.yaml'
+    path.write_text(yaml.safe_dump(scenario))
+    return str(path)
+
+
+def test_the_enumeration_counts_as_count_ops_does(tmp_path):
+    from utils.config import resolve_config
+    from utils.deploy.operations import count_ops
+    scenario = load_scenario(write_scenario(tmp_path, 1.0))
+    candidates = enumerate_candidates(scenario, log=lambda *_: None)
+    assert len(candidates) == 8
+    config = resolve_config(scenario.config, class_table=False)
+    for candidate in candidates:  # the library function count_ops.py prints
+        rows = count_ops((64, 96), config.num_classes,
+                         **dict(config.network_args(), **candidate['changes']))
+        assert candidate['mflops'] == pytest.approx(sum(v for _, v in rows))
+    for candidate in (candidates[0], candidates[-1]):  # and the script itself
+        changes = candidate['changes']
+        code, out = run_script(
+            'count_ops.py', '--config', scenario.config, '--model', 'mobilenet_v1_fcn',
+            '--depth_multiplier', str(changes['depth_multiplier']), '--classifier_kernel',
+            str(changes['classifier_kernel']), '--classifier_depth',
+            str(changes['classifier_depth']), '--input_size', '64,96', '--cameras', '2',
+            '--fps', '10')
+        assert code == 0, out
+        total = float(re.search(r'Per image: ([0-9.]+) MFLOPs', out).group(1))
+        gops = float(re.search(r'([0-9.]+) GOPS needed', out).group(1))
+        assert candidate['mflops'] == pytest.approx(total, abs=0.05), candidate['name']
+        assert candidate['gops_needed'] == pytest.approx(gops, abs=0.05)
+        assert candidate['fits'] == (candidate['gops_needed'] <= 1.0)
+
+
+def test_the_choice_keeps_within_budget_and_takes_the_largest():
+    candidates = [{'name': 'c%d' % i, 'mflops': i, 'gops_needed': i, 'fits': i <= 10}
+                  for i in range(1, 15)]
+    chosen = choose_candidates(candidates, 4)
+    assert [c['name'] for c in chosen] == ['c1', 'c5', 'c9', 'c10']
+    assert all(c['fits'] for c in chosen)
+    assert choose_candidates(candidates[:2], 4) == candidates[:2]
+
+
+def test_pareto_front_and_best_candidate():
+    rows = [{'name': 'a', 'gops_needed': 10, 'mean_iou': 0.5, 'images_per_s': 90},
+            {'name': 'b', 'gops_needed': 20, 'mean_iou': 0.6, 'images_per_s': 70},
+            {'name': 'c', 'gops_needed': 30, 'mean_iou': 0.55, 'images_per_s': 50},
+            {'name': 'd', 'gops_needed': 40, 'mean_iou': 0.7, 'images_per_s': 40}]
+    assert pareto_front(rows) == ['a', 'b', 'd']
+    scenario = Scenario('s', 'x.yaml', cameras=4, fps=15, budget_gops=35)
+    assert best_candidate(rows, scenario)['name'] == 'b'  # d over budget, c slower
+    assert best_candidate(rows, Scenario('s', 'x.yaml', 4, 30, 35)) is None
+
+
+def test_a_scenario_file_with_unknown_keys_is_refused(tmp_path):
+    path = write_scenario(tmp_path, 1.0, budget=3)
+    with pytest.raises(ConfigError, match='unknown key\\(s\\) budget'):
+        load_scenario(path)
+
+
+def test_a_scenario_nothing_fits_is_one_line(tmp_path):
+    path = write_scenario(tmp_path, 0.001)
+    code, out = run_script('design_for_budget.py', '--scenario', path, '--work_dir',
+                           str(tmp_path / 'work'), '--dataset_train', 'x', '--dataset_val', 'y')
+    assert code == 1 and 'Traceback' not in out
+    line = [x for x in out.splitlines() if x.startswith('error:')]
+    assert re.match(r'error: no candidate fits scenario scenario \(2 camera\(s\) x 10 fps within '
+                    r'0\.001 GOPS\): the cheapest, d0\.25_k1_c16_64x96, needs [0-9.]+ GOPS, '
+                    r'[0-9.]+ \([0-9]+%\) over', line[0]), out
+
+
+@pytest.mark.slow
+def test_the_loop_trains_within_budget_reports_and_resumes(tmp_path, demo_records):
+    probe = enumerate_candidates(load_scenario(write_scenario(tmp_path, 1e9)), log=len)
+    budget = probe[5]['gops_needed']  # six of the eight fit
+    path = write_scenario(tmp_path, budget)
+    work = str(tmp_path / 'work')
+    args = ['--scenario', path, '--work_dir', work, '--dataset_train', demo_records[0],
+            '--dataset_val', demo_records[1]]
+    code, out = run_script('design_for_budget.py', *args)
+    assert code == 0, out
+    report = json.load(open(os.path.join(work, 'tradeoff.json')))
+    trained = [row['name'] for row in report['rows']]
+    assert trained == [probe[4]['name'], probe[5]['name']]  # the largest within budget
+    assert all(row['gops_needed'] <= budget for row in report['rows'])
+    assert not [c for c in probe if c['gops_needed'] > budget and c['name'] in os.listdir(work)]
+    for name in ('tradeoff.md', 'tradeoff.png'):
+        assert os.path.getsize(os.path.join(work, name)) > 100
+    text = open(os.path.join(work, 'tradeoff.md')).read()
+    assert 'Best candidate meeting the budget and the frame rate:' in text
+    for row in report['rows']:
+        assert os.path.isdir(row['export_dir']) and 0 <= row['mean_iou'] <= 1
+    again_code, again = run_script('design_for_budget.py', *args)
+    assert again_code == 0, again
+    assert again.count('already trained to step 2, read') == 2
+    assert 'training to step' not in again
