@@ -4,10 +4,10 @@ chosen set of those within budget, evaluates and exports each, measures its imag
 writes the trade-off report and picture with the best candidate that meets both the budget and
 the frame rate.
 
-    python design_for_budget.py --scenario configs/scenario_parking.yaml \
+    python design_for_budget.py --scenario configs/scenarios/parking.yaml \
         --dataset_train camvid7_train.record --dataset_val camvid7_val.record \
         --work_dir runs/parking
-    python design_for_budget.py --scenario configs/scenario_parking.yaml --list   # counts only
+    python design_for_budget.py --scenario configs/scenarios/parking.yaml --list   # counts only
 
 Writes WORK_DIR/tradeoff.md, tradeoff.png and tradeoff.json; each candidate's run in
 WORK_DIR/NAME (resumable: a rerun reads what is done) and its export in WORK_DIR/NAME_export.
@@ -39,7 +39,8 @@ from utils.training.variants import VariantRuns  # noqa: E402
 
 def parse_args(argv=None):
     p = job_parser(__doc__)
-    p.add_argument('--scenario', required=True, help='scenario YAML (configs/scenario_*.yaml)')
+    p.add_argument('--scenario', required=True,
+                   help='scenario YAML (configs/scenarios/*.yaml)')
     p.add_argument('--work_dir', help='runs, exports and the report go here')
     p.add_argument('--dataset_train', help='training records converted with the scenario\'s '
                    'config')

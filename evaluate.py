@@ -22,6 +22,7 @@ import_tensorflow_quietly()
 
 from utils.cli import (job_parser, list_of, non_negative_int, output_folder,  # noqa: E402
                        run_job)
+from utils.config import CRF_SEARCH_KEYS  # noqa: E402
 from utils.crf import CrfPool  # noqa: E402
 from utils.data.pixels import MAX_IMAGE_PIXELS, PIXELS_FLAG  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
@@ -39,6 +40,9 @@ from utils.runtime import setup_tensorflow  # noqa: E402
 from utils.visualization import SAMPLE_KINDS, make_palette, write_sample_jpegs  # noqa: E402
 
 floats = list_of(float, example="3,5,10")
+# The CRF search's grid when no flag gives one (crf_gaussian_compat: the config's value).
+SEARCH_GRID = {'crf_bilateral_compat': (3, 5, 10), 'crf_bilateral_sxy': (30, 60, 90),
+               'crf_bilateral_srgb': (3, 5, 13)}
 
 
 def parse_args(argv=None):
@@ -73,29 +77,32 @@ def parse_args(argv=None):
                    help='skip (and name) images of more pixels than this (0: no limit)')
     p.add_argument('--crf_search', type=non_negative_int, default=0, metavar='N',
                    help='grid-search the CRF on the first N images instead of evaluating')
-    p.add_argument('--crf_compats', type=floats, default=(3, 5, 10))
-    p.add_argument('--crf_sxys', type=floats, default=(30, 60, 90))
-    p.add_argument('--crf_srgbs', type=floats, default=(3, 5, 13))
-    p.add_argument('--crf_gaussian_compats', type=floats, default=None,
-                   help='smoothness kernel weights to try (default: the config\'s)')
-    return p.parse_args(argv)
+    for key in CRF_SEARCH_KEYS:
+        p.add_argument('--' + key, type=floats, metavar='VALUE[,VALUE...]',
+                       help='one value: evaluate with it; with --crf_search, the values to try '
+                       '(default: %s)' % (','.join('%g' % v for v in SEARCH_GRID[key])
+                                          if key in SEARCH_GRID else 'the config\'s'))
+    args = p.parse_args(argv)
+    several = [k for k in CRF_SEARCH_KEYS if len(getattr(args, k) or ()) > 1]
+    if several and not args.crf_search:
+        p.error('--%s: several values are a grid for --crf_search N; give one value to '
+                'evaluate with it' % several[0])
+    return args
 
 
 def run_crf_search(args, config, checkpoint):
     with CrfPool() as crf_pool:  # its processes before the session's threads
         samples = collect_probabilities(config, checkpoint, args.dataset, args.crf_search)
-        result = crf_search(samples, config.num_classes, config.crf_params(),
-                            args.crf_compats, args.crf_sxys, args.crf_srgbs,
-                            args.crf_gaussian_compats, crf_pool)
+        grid = {key: getattr(args, key) or SEARCH_GRID.get(key) for key in CRF_SEARCH_KEYS}
+        result = crf_search(samples, config.num_classes, config.crf_params(), grid, crf_pool)
     path = os.path.join(args.output_dir, 'crf_search.json')
     atomic_write_text(path, json.dumps(result, indent=2))
     best = result['best']
     print(format_search_table(result))
-    print('CRF search on %d images: without CRF mIoU %.4f; best crf_bilateral_compat %g, '
-          'crf_bilateral_sxy %g, crf_bilateral_srgb %g, crf_gaussian_compat %g: mIoU %.4f '
-          '(gain %+.4f). Written to %s'
-          % (len(samples), result['no_crf_mean_iou'], best['compat'], best['sxy'], best['srgb'],
-             best['gaussian_compat'], best['mean_iou'], result['gain'], path))
+    print('CRF search on %d images: without CRF mIoU %.4f; best %s: mIoU %.4f (gain %+.4f). '
+          'Written to %s' % (len(samples), result['no_crf_mean_iou'], ', '.join(
+              '%s %g' % (key, best[key]) for key in CRF_SEARCH_KEYS), best['mean_iou'],
+              result['gain'], path))
 
 
 def run_evaluation(args, config, checkpoint, checkpoint_why):
@@ -211,6 +218,9 @@ def main(argv=None):
             config = dataclasses.replace(config, crf=args.crf)
         if settings:
             config = with_crf_settings(config, settings)
+        if not args.crf_search:  # one value of a CRF setting: evaluate with it
+            config = dataclasses.replace(config, **{
+                key: getattr(args, key)[0] for key in CRF_SEARCH_KEYS if getattr(args, key)})
         output_folder(args.output_dir, '--output_dir')
         if args.crf_search:
             run_crf_search(args, config, checkpoint)

@@ -126,7 +126,7 @@ def noise_crf_input(height=360, width=480, num_classes=CRF_CLASSES):
 def crf_ms_per_image(inputs, iterations=CRF_ITERATIONS, runs=1, params=None):
     """Median ms of dense_crf over the (image, probabilities) `inputs`, after one warm-up;
     `params` (dense_crf's keyword arguments, e.g. Config.crf_params()) replace `iterations`."""
-    params = params or {'iterations': iterations}
+    params = params or {'crf_iterations': iterations}
     dense_crf(*inputs[0], **params)
     times = []
     for _ in range(runs):
@@ -139,7 +139,7 @@ def crf_ms_per_image(inputs, iterations=CRF_ITERATIONS, runs=1, params=None):
 
 def crf_pool_ms_per_image(inputs, iterations=CRF_ITERATIONS, workers=None, params=None):
     """Wall ms per image of dense_crf over `inputs` on a CrfPool of `workers` (all cores)."""
-    params = params or {'iterations': iterations}
+    params = params or {'crf_iterations': iterations}
     with CrfPool(workers) as pool:
         list(pool.map(iter([(0,) + tuple(inputs[0])]), params))  # warm-up
         start = time.perf_counter()

@@ -26,7 +26,7 @@ def test_the_pool_gives_the_serial_results_in_order():
         image = rng.randint(0, 255, (24, 32, 3)).astype(np.uint8)
         probs = rng.dirichlet(np.ones(3), (24, 32)).astype(np.float32)
         inputs.append((index, image, probs))
-    params = {'iterations': 3}
+    params = {'crf_iterations': 3}
     with CrfPool(workers=2) as pool:
         pooled = list(pool.map(iter(inputs), params))
     assert [index for index, _ in pooled] == list(range(5))

@@ -5,6 +5,7 @@ import os
 
 import cv2
 import numpy as np
+import pytest
 import tensorflow.compat.v1 as tf
 
 from tests.conftest import run_script as run_job
@@ -62,12 +63,13 @@ def test_evaluate_multiscale_worst_and_crf_search(trained_run, demo_records, tmp
     out = str(tmp_path / 'eval')
     code, log = run_job('evaluate.py', '--run_dir', trained_run, '--dataset', demo_records[1],
                         '--output_dir', out, '--scales', '0.75,1', '--flip', '--draw', 'worst',
-                        '--num_draw', '1', '--no-crf')  # the run's config says crf: true
+                        '--num_draw', '1', '--no-crf', '--gallery', '0')  # config: crf true
     assert code == 0, log
     assert len(os.listdir(os.path.join(out, 'images'))) == 4  # one image, no CRF picture
     code, log = run_job('evaluate.py', '--run_dir', trained_run, '--dataset', demo_records[1],
-                        '--output_dir', out, '--crf_search', '2', '--crf_compats', '3,5',
-                        '--crf_sxys', '30', '--crf_srgbs', '5', '--crf_gaussian_compats', '0,3')
+                        '--output_dir', out, '--crf_search', '2', '--crf_bilateral_compat', '3,5',
+                        '--crf_bilateral_sxy', '30', '--crf_bilateral_srgb', '5',
+                        '--crf_gaussian_compat', '0,3')
     assert code == 0, log
     search = json.load(open(os.path.join(out, 'crf_search.json')))
     assert len(search['results']) == 4 and 'best' in search and 'gain' in search
@@ -88,11 +90,13 @@ def test_evaluate_multiscale_worst_and_crf_search(trained_run, demo_records, tmp
     from utils.evaluation.crf_search import collect_probabilities, crf_search
     config, checkpoint = load_run(trained_run)
     samples = collect_probabilities(config, checkpoint, demo_records[1], 2)
-    params = dict(config.crf_params(), iterations=2)
-    serial = crf_search(samples, 4, params, (5,), (30,), (5,))
+    params = dict(config.crf_params(), crf_iterations=2)
+    grid = {'crf_bilateral_compat': (5,), 'crf_bilateral_sxy': (30,), 'crf_bilateral_srgb': (5,)}
+    serial = crf_search(samples, 4, params, grid)
     with CrfPool(2) as pool:
-        pooled = crf_search(samples, 4, params, (5,), (30,), (5,), None, pool)
-    assert serial == pooled and serial['best']['gaussian_compat'] == config.crf_gaussian_compat
+        pooled = crf_search(samples, 4, params, grid, pool)
+    assert serial == pooled
+    assert serial['best']['crf_gaussian_compat'] == config.crf_gaussian_compat
 
 
 def test_predict_keeps_odd_input_sizes(trained_run, tmp_path):
@@ -218,3 +222,34 @@ def test_predict_a_video_frame_by_frame(trained_run, tmp_path):
     code, log = run_job('predict.py', '--run_dir', trained_run, '--input',
                         str(tmp_path / 'missing.mp4'), '--output_dir', out)
     assert code == 1 and 'cannot open video' in log and 'Traceback' not in log
+
+
+def test_each_crf_setting_has_one_name_and_a_checked_range(trained_run, demo_records, tmp_path):
+    """crf_bilateral_sxy is the config key, dense_crf's argument, the search JSON's field and
+    the flag; searches written with the earlier short names still load."""
+    import dataclasses
+    import inspect
+    from utils.config import CRF_KEYS
+    from utils.crf import dense_crf
+    from utils.errors import ConfigError
+    from utils.evaluation.crf_search import searched_crf_settings
+    config, _ = load_run(trained_run)
+    assert list(config.crf_params()) == list(CRF_KEYS)
+    assert list(inspect.signature(dense_crf).parameters)[2:] == list(CRF_KEYS)
+    for key, value in (('crf_bilateral_sxy', 0), ('crf_gaussian_compat', -1),
+                       ('crf_iterations', 0), ('overlay_alpha', 2)):
+        with pytest.raises(ConfigError, match=key):
+            dataclasses.replace(config, **{key: value})  # replace() validates too
+    old = tmp_path / 'old_search.json'
+    old.write_text(json.dumps({'best': {'compat': 3, 'sxy': 90, 'srgb': 3,
+                                        'gaussian_compat': 1, 'mean_iou': 0.5}}))
+    assert searched_crf_settings(str(old)) == {
+        'crf_bilateral_compat': 3.0, 'crf_bilateral_sxy': 90.0, 'crf_bilateral_srgb': 3.0,
+        'crf_gaussian_compat': 1.0}
+    code, log = run_job('evaluate.py', '--run_dir', trained_run, '--dataset', demo_records[1],
+                        '--output_dir', str(tmp_path / 'e'), '--crf_bilateral_sxy', '30,60')
+    assert code == 2 and 'several values are a grid for --crf_search' in log, log
+    code, log = run_job('evaluate.py', '--run_dir', trained_run, '--dataset', demo_records[1],
+                        '--output_dir', str(tmp_path / 'e'), '--crf_bilateral_sxy', '0',
+                        '--draw', 'none')
+    assert code == 1 and 'crf_bilateral_sxy (a kernel width) must be > 0' in log, log

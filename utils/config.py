@@ -44,6 +44,13 @@ _validation = _section('logging, validation and dense CRF')
 Ints = typing.Tuple[int, ...]
 
 
+# The dense CRF's settings (utils.crf.dense_crf's keyword arguments, Config.crf_params()).
+CRF_KEYS = ('crf_iterations', 'crf_bilateral_compat', 'crf_bilateral_sxy', 'crf_bilateral_srgb',
+            'crf_gaussian_compat', 'crf_gaussian_sxy')
+# Those a CRF search (evaluate.py --crf_search) varies.
+CRF_SEARCH_KEYS = CRF_KEYS[1:5]
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Every setting of an experiment; YAML keys and `--KEY` flags have these names."""
@@ -149,9 +156,13 @@ class Config:
                                           'width (theta_gamma)')
     overlay_alpha: float = _validation(0.5, 'opacity of the class colours in overlays')
 
+    def __post_init__(self):  # also after dataclasses.replace
+        self.validate()
+
     def validate(self):
         """Raises ConfigError for values no run can use."""
         self._validate_numbers()
+        self._validate_crf()
         self._validate_network()
         self._validate_choices()
         self._validate_labels()
@@ -196,6 +207,20 @@ class Config:
         for name in ('warmup_steps', 'stage1_steps', 'save_every_seconds', 'num_eval_images'):
             if getattr(self, name) < 0:
                 raise ConfigError('%s must be >= 0, got %r' % (name, getattr(self, name)))
+
+    def _validate_crf(self):
+        if self.crf_iterations < 1:
+            raise ConfigError('crf_iterations must be >= 1, got %r' % self.crf_iterations)
+        for name in ('crf_bilateral_compat', 'crf_gaussian_compat'):
+            if not 0 <= getattr(self, name) < float('inf'):
+                raise ConfigError('%s (a kernel weight) must be >= 0, got %r'
+                                  % (name, getattr(self, name)))
+        for name in ('crf_bilateral_sxy', 'crf_bilateral_srgb', 'crf_gaussian_sxy'):
+            if not 0 < getattr(self, name) < float('inf'):
+                raise ConfigError('%s (a kernel width) must be > 0, got %r'
+                                  % (name, getattr(self, name)))
+        if not 0 <= self.overlay_alpha <= 1:
+            raise ConfigError('overlay_alpha must be in [0, 1], got %r' % self.overlay_alpha)
 
     def _validate_network(self):
         if self.model not in MODELS:
@@ -256,13 +281,9 @@ class Config:
         return {'model': self.model, **{name: getattr(self, name) for name in NETWORK_ARGS}}
 
     def crf_params(self):
-        """Keyword arguments of utils.crf.dense_crf."""
-        return {'iterations': self.crf_iterations,
-                'bilateral_compat': self.crf_bilateral_compat,
-                'bilateral_sxy': self.crf_bilateral_sxy,
-                'bilateral_srgb': self.crf_bilateral_srgb,
-                'gaussian_compat': self.crf_gaussian_compat,
-                'gaussian_sxy': self.crf_gaussian_sxy}
+        """Keyword arguments of utils.crf.dense_crf: the CRF_KEYS and their values (one name
+        per setting, from the config to the search's JSON and the flags)."""
+        return {name: getattr(self, name) for name in CRF_KEYS}
 
     def to_dict(self):
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -380,7 +401,7 @@ def resolve_config(config_path=None, overrides=None, class_table=True):
     if not class_table:
         for name in CLASS_TABLE_KEYS:
             values.pop(name, None)
-    return Config(**values).validate()
+    return Config(**values)  # validated as it is made
 
 
 def save_config(config, path):

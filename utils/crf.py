@@ -17,15 +17,16 @@ BILATERAL_SRGB = 13
 BILATERAL_COMPAT = 10
 
 
-def dense_crf(image, probabilities, iterations=5, bilateral_compat=BILATERAL_COMPAT,
-              bilateral_sxy=BILATERAL_SXY, bilateral_srgb=BILATERAL_SRGB,
-              gaussian_compat=GAUSSIAN_COMPAT, gaussian_sxy=GAUSSIAN_SXY):
+def dense_crf(image, probabilities, crf_iterations=5, crf_bilateral_compat=BILATERAL_COMPAT,
+              crf_bilateral_sxy=BILATERAL_SXY, crf_bilateral_srgb=BILATERAL_SRGB,
+              crf_gaussian_compat=GAUSSIAN_COMPAT, crf_gaussian_sxy=GAUSSIAN_SXY):
     """Refines per-pixel class probabilities with a fully connected CRF.
 
     Args:
       image: uint8 [h, w, 3] RGB; probabilities: float [h, w, num_classes] (softmax).
-      bilateral_*: appearance kernel weight (w1) and widths (theta_alpha, theta_beta);
-      gaussian_*: smoothness kernel weight (w2) and width (theta_gamma).
+      crf_*: the config keys of the same names (Config.crf_params()): crf_bilateral_* the
+        appearance kernel's weight (w1) and widths (theta_alpha, theta_beta), crf_gaussian_*
+        the smoothness kernel's weight (w2) and width (theta_gamma).
     Returns:
       int64 [h, w] class map (argmax of the CRF marginals).
     """
@@ -33,11 +34,11 @@ def dense_crf(image, probabilities, iterations=5, bilateral_compat=BILATERAL_COM
     crf = dcrf.DenseCRF2D(width, height, num_classes)
     probs = np.ascontiguousarray(probabilities.transpose(2, 0, 1), dtype=np.float32)
     crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs)))
-    crf.addPairwiseGaussian(sxy=gaussian_sxy, compat=gaussian_compat)
-    crf.addPairwiseBilateral(sxy=bilateral_sxy, srgb=bilateral_srgb,
+    crf.addPairwiseGaussian(sxy=crf_gaussian_sxy, compat=crf_gaussian_compat)
+    crf.addPairwiseBilateral(sxy=crf_bilateral_sxy, srgb=crf_bilateral_srgb,
                              rgbim=np.ascontiguousarray(image, dtype=np.uint8),
-                             compat=bilateral_compat)
-    marginals = np.array(crf.inference(iterations)).reshape(num_classes, height, width)
+                             compat=crf_bilateral_compat)
+    marginals = np.array(crf.inference(crf_iterations)).reshape(num_classes, height, width)
     return marginals.argmax(axis=0)
 
 

@@ -186,10 +186,10 @@ def validation_prefix(step, index, num_images):
 
 
 def latest_in(directory):
-    """The newest checkpoint prefix in `directory`, or None: the one its `checkpoint` state file
-    names, looked up in `directory` itself (the state file may hold absolute paths to where
-    the run was written, which after a copy name the original's files), else the newest
-    whose index file is there."""
+    """The newest checkpoint prefix that the `checkpoint` state file of `directory` names,
+    looked up in `directory` itself (the state file of a run written before paths were
+    relative holds absolute paths to where it was written, which after a copy name the
+    original's files), or None."""
     if not os.path.isdir(directory):
         return None
     state = tf.train.get_checkpoint_state(directory)
@@ -197,10 +197,7 @@ def latest_in(directory):
         prefix = os.path.join(directory, os.path.basename(state.model_checkpoint_path))
         if os.path.exists(prefix + '.index'):
             return prefix
-    prefixes = [p[:-len('.index')] for p in glob.glob(os.path.join(glob.escape(directory),
-                                                                   '*-*.index'))]
-    prefixes = [p for p in prefixes if re.search(r'-(\d+)$', p)]
-    return max(prefixes, key=lambda p: int(p.rsplit('-', 1)[1]), default=None)
+    return None
 
 
 def resolve_checkpoint(path):

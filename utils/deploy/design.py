@@ -2,9 +2,9 @@
 candidates: the scenario file, the enumeration with operation counts (the same code as
 count_ops.py), the choice of candidates to train, the Pareto front and the trade-off report.
 
-A scenario file (YAML, configs/scenario_*.yaml):
+A scenario file (YAML, configs/scenarios/*.yaml):
 
-    config: camvid7_mobilenet_fcn.yaml   # dataset + training recipe (relative to this file)
+    config: ../camvid7_mobilenet_fcn.yaml  # dataset + training recipe (relative to this file)
     cameras: 4
     fps: 15
     budget_gops: 70

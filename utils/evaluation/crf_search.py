@@ -15,6 +15,7 @@ from utils.data.pipeline import check_dataset
 from utils.evaluation.metrics import confusion_matrix, scores
 from utils.evaluation.scoring import build_eval_graph, iterate_eval
 from utils.inference.predictor import restore_model
+from utils.config import CRF_SEARCH_KEYS
 from utils.crf import CrfPool
 from utils.errors import ConfigError
 from utils.runtime import session_config
@@ -33,32 +34,28 @@ def collect_probabilities(config, checkpoint, record_spec, num_images, log=print
                     iterate_eval(session, graph)]
 
 
-def crf_search(samples, num_classes, base_params, compats, sxys, srgbs, gaussian_compats=None,
-               crf_pool=None):
-    """Grid search of the bilateral kernel (weight w1, widths theta_alpha, theta_beta) and the
-    smoothness kernel's weight (w2) around `base_params` (Config.crf_params(): the other
-    settings stay as the config has them), each setting's CRF over the images on `crf_pool`
-    (all cores) when given; `gaussian_compats` None keeps the config's.
+def crf_search(samples, num_classes, base_params, grid, crf_pool=None):
+    """Grid search of the CRF settings in `grid` ({config key of CRF_SEARCH_KEYS: values};
+    keys left out keep `base_params`' value, Config.crf_params()), each setting's CRF over the
+    images on `crf_pool` (all cores) when given.
 
-    Returns {'no_crf_mean_iou', 'results': [{compat, sxy, srgb, gaussian_compat, mean_iou}],
-    'best': {...}, 'gain'} where gain is the best mIoU minus the mIoU without CRF.
+    Returns {'no_crf_mean_iou', 'results': [{CRF_SEARCH_KEYS..., 'mean_iou'}], 'best': {...},
+    'gain'} where gain is the best mIoU minus the mIoU without CRF.
     """
     pool = crf_pool or CrfPool(workers=1)
     base = np.zeros((num_classes, num_classes), np.int64)
     for _, label, probs in samples:
         base += confusion_matrix(label, probs.argmax(-1), num_classes)
     results = []
-    for compat, sxy, srgb, gaussian_compat in itertools.product(
-            compats, sxys, srgbs, gaussian_compats or (base_params['gaussian_compat'],)):
-        params = dict(base_params, bilateral_compat=compat, bilateral_sxy=sxy,
-                      bilateral_srgb=srgb, gaussian_compat=gaussian_compat)
+    axes = [grid.get(key) or (base_params[key],) for key in CRF_SEARCH_KEYS]
+    for values in itertools.product(*axes):
+        setting = dict(zip(CRF_SEARCH_KEYS, values))
         hist = np.zeros_like(base)
         for label, refined in pool.map(((label, image, probs)
-                                        for image, label, probs in samples), params):
+                                        for image, label, probs in samples),
+                                       dict(base_params, **setting)):
             hist += confusion_matrix(label, refined, num_classes)
-        results.append({'compat': compat, 'sxy': sxy, 'srgb': srgb,
-                        'gaussian_compat': gaussian_compat,
-                        'mean_iou': scores(hist)['mean_iou']})
+        results.append(dict(setting, mean_iou=scores(hist)['mean_iou']))
     best = max(results, key=lambda r: r['mean_iou'])
     no_crf = scores(base)['mean_iou']
     return {'no_crf_mean_iou': no_crf, 'results': results, 'best': best,
@@ -67,33 +64,39 @@ def crf_search(samples, num_classes, base_params, compats, sxys, srgbs, gaussian
 
 def format_search_table(result):
     """Markdown table of a crf_search result, best first, with the gain over no CRF."""
-    lines = ['| crf_bilateral_compat | crf_bilateral_sxy | crf_bilateral_srgb | '
-             'crf_gaussian_compat | mIoU | gain |', '|---|---|---|---|---|---|']
+    lines = ['| %s | mIoU | gain |' % ' | '.join(CRF_SEARCH_KEYS),
+             '|---' * (len(CRF_SEARCH_KEYS) + 2) + '|']
     for r in sorted(result['results'], key=lambda r: -r['mean_iou']):
-        lines.append('| %g | %g | %g | %g | %.4f | %+.4f |' % (
-            r['compat'], r['sxy'], r['srgb'], r['gaussian_compat'], r['mean_iou'],
+        lines.append('| %s | %.4f | %+.4f |' % (
+            ' | '.join('%g' % r[key] for key in CRF_SEARCH_KEYS), r['mean_iou'],
             r['mean_iou'] - result['no_crf_mean_iou']))
-    lines.append('| no CRF | | | | %.4f | |' % result['no_crf_mean_iou'])
+    lines.append('| no CRF |%s %.4f | |' % (' |' * (len(CRF_SEARCH_KEYS) - 1),
+                                           result['no_crf_mean_iou']))
     return '\n'.join(lines)
+
+
+# The short names of crf_search.json files written before one name served each setting.
+OLD_SEARCH_NAMES = {'compat': 'crf_bilateral_compat', 'sxy': 'crf_bilateral_sxy',
+                    'srgb': 'crf_bilateral_srgb', 'gaussian_compat': 'crf_gaussian_compat'}
 
 
 def searched_crf_settings(search_path):
     """The config keys of the best CRF setting of a crf_search.json (evaluate.py
-    --crf_search); a file that is not one is a ConfigError."""
+    --crf_search, also of earlier versions); a file that is not one is a ConfigError."""
     try:
         with open(search_path) as f:
             best = json.load(f)['best']
-        settings = {'crf_bilateral_compat': float(best['compat']),
-                    'crf_bilateral_sxy': float(best['sxy']),
-                    'crf_bilateral_srgb': float(best['srgb'])}
-        if 'gaussian_compat' in best:
-            settings['crf_gaussian_compat'] = float(best['gaussian_compat'])
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        best = {OLD_SEARCH_NAMES.get(key, key): value for key, value in best.items()}
+        settings = {key: float(best[key]) for key in CRF_SEARCH_KEYS[:3]}
+        if CRF_SEARCH_KEYS[3] in best:
+            settings[CRF_SEARCH_KEYS[3]] = float(best[CRF_SEARCH_KEYS[3]])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ConfigError('--crf_from %s: not a crf_search.json of evaluate.py --crf_search '
                           '(%s)' % (search_path, e)) from None
     return settings
 
 
 def with_crf_settings(config, settings):
-    """`config` with the CRF on, at `settings` (searched_crf_settings)."""
+    """`config` with the CRF on, at `settings` (searched_crf_settings); values out of range
+    are a ConfigError (the config validates itself)."""
     return dataclasses.replace(config, crf=True, **settings)
