@@ -55,11 +55,11 @@ def training_images_per_second(config, synthetic, steps=5, warmup=2):
                 np.float32)
             labels = rng.randint(0, config.num_classes, (config.batch_size, height, width))
             dataset = tf.data.Dataset.from_tensors((images, labels.astype(np.int32))).repeat()
-        tensors = build_training_graph(config, lambda *_: None, dataset=dataset)
+        ops = build_training_graph(config, lambda *_: None, dataset=dataset)
         proto = session_rewrites(session_config(), config.precision)
         with tf.Session(config=proto) as session:
             session.run(tf.global_variables_initializer())
-            seconds = _median_step_seconds(session, tensors['next_step']['all'], steps, warmup)
+            seconds = _median_step_seconds(session, ops.next_step['all'], steps, warmup)
     return config.batch_size / seconds
 
 

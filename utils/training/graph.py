@@ -1,6 +1,7 @@
 """The training graph: input batches -> network -> loss -> optimiser steps, optionally
 replicated by a tf.distribute strategy."""
 import contextlib
+import dataclasses
 import json
 
 import numpy as np
@@ -66,14 +67,25 @@ def make_step_fn(config, weights, optimizers, global_step):
     return step_fn
 
 
-def build_training_graph(config, log, failures=None, strategy=None, dataset=None):
-    """Builds data, model, loss and train ops in the default graph; returns the tensors.
+@dataclasses.dataclass(frozen=True)
+class TrainOps:
+    """The training graph's parts. `loss` and `next_step` map a train op's name ('all', and
+    'stage1' in two-stage runs) to its loss after the update and the global step after it:
+    running next_step[name] takes one step of that op."""
+    learning_rate: tf.Tensor
+    global_step: tf.Variable
+    weights_finite: tf.Tensor  # bool scalar: every trainable weight is finite
+    input_init: list  # ops to run once before the first step (a replicated iterator's)
+    loss: dict
+    next_step: dict
 
-    Returns {'learning_rate', 'global_step', 'weights_finite' (all trainable weights finite),
-    'input_init' (ops to run once), 'loss' and 'next_step' ({train op name: tensor}, running
-    that op's step)}. With a `strategy`, the model is replicated and each replica takes its
-    share of the batch; 'loss' is then the mean over replicas. `dataset` (of (images, labels)
-    batches) replaces the TFRecord pipeline, e.g. for benchmarks.
+
+def build_training_graph(config, log, failures=None, strategy=None, dataset=None):
+    """Builds data, model, loss and train ops in the default graph; returns its TrainOps.
+
+    With a `strategy`, the model is replicated and each replica takes its share of the batch;
+    the loss is then the mean over replicas. `dataset` (of (images, labels) batches) replaces
+    the TFRecord pipeline, e.g. for benchmarks.
     """
     # 1. Data: endless augmented batches (the global batch).
     if dataset is None:
@@ -102,10 +114,10 @@ def build_training_graph(config, log, failures=None, strategy=None, dataset=None
                       for name, (loss, step) in replicated.items()}
     trainable = trainable_variable_lists(config)['all']
     finite = tf.reduce_all([tf.reduce_all(tf.is_finite(v)) for v in trainable])
-    return {'learning_rate': lr, 'global_step': global_step, 'weights_finite': finite,
-            'input_init': input_init,
-            'loss': {name: loss for name, (loss, _) in per_op.items()},
-            'next_step': {name: step for name, (_, step) in per_op.items()}}
+    return TrainOps(learning_rate=lr, global_step=global_step, weights_finite=finite,
+                    input_init=input_init,
+                    loss={name: loss for name, (loss, _) in per_op.items()},
+                    next_step={name: step for name, (_, step) in per_op.items()})
 
 
 # Ops whose outputs the backward pass keeps: convolutions, matrix products, pooling, ReLU.

@@ -23,14 +23,14 @@ from utils.training.monitoring import (append_jsonl, current_rss_mb, format_dura
 class TrainingLoop:
     """The loop of trainer.train over an open session, after restore or initialisation.
 
-    `tensors` are those of trainer.build_graph; only the `chief` writes files.
+    `parts` is trainer.build_graph's TrainingGraph; only the `chief` writes files.
     """
 
-    def __init__(self, config, run, session, tensors, chief, log, resumed=None, crf_pool=None):
-        self.config, self.run, self.session, self.tensors = config, run, session, tensors
+    def __init__(self, config, run, session, parts, chief, log, resumed=None, crf_pool=None):
+        self.config, self.run, self.session, self.parts = config, run, session, parts
         self.crf_pool = crf_pool
         self.chief, self.log = chief, log
-        self.step = self.start_step = int(session.run(tensors['global_step']))
+        self.step = self.start_step = int(session.run(parts.ops.global_step))
         self.saved_step = self.step if resumed else None
         self.validated_step = None
         self.last_saved, self.last_result = resumed, None
@@ -60,8 +60,8 @@ class TrainingLoop:
         start = time.time()
         try:
             self.loss, self.learning_rate, step = self.session.run(
-                [self.tensors['loss'][stage], self.tensors['learning_rate'],
-                 self.tensors['next_step'][stage]])
+                [self.parts.ops.loss[stage], self.parts.ops.learning_rate,
+                 self.parts.ops.next_step[stage]])
         except tf.errors.ResourceExhaustedError:
             raise TrainingError('out of memory at batch_size %d, crop_size %s; lower them'
                                 % (config.batch_size, 'x'.join(map(str, config.crop_size))))
@@ -90,7 +90,7 @@ class TrainingLoop:
         self.log('[%.2f] imgs/s  lr %.3g  %d/%d steps, %s remaining'
                  % (rate, self.learning_rate, step, config.max_steps,
                     format_duration(per_step * (config.max_steps - step))))
-        failures = self.tensors['failures']
+        failures = self.parts.failures
         if failures.count:
             self.log('skipped %d undecodable record read(s) so far (%d distinct, last: %s)'
                      % (failures.count, len(set(failures.names)), failures.names[-1]))
@@ -113,7 +113,7 @@ class TrainingLoop:
             self.save()
 
     def maybe_validate(self):
-        if self.tensors['eval'] and self.step % self.config.eval_every == 0:
+        if self.parts.eval and self.step % self.config.eval_every == 0:
             self.validate()
 
     def save(self):
@@ -121,10 +121,10 @@ class TrainingLoop:
         if not self.chief:
             return None
         step = self.step
-        if not self.session.run(self.tensors['weights_finite']):
+        if not self.session.run(self.parts.ops.weights_finite):
             raise TrainingError('weights became non-finite by step %d; not saving them: %s '
                                 '(lower the learning rate?)' % (step, self.last_good()))
-        path = self.write_checkpoint(self.tensors['saver'], self.run.checkpoint_prefix)
+        path = self.write_checkpoint(self.parts.saver, self.run.checkpoint_prefix)
         if self.saved_step is None or self.saved_step == self.start_step:  # this job's first
             self.log('Checkpoint size %s (up to %d kept, plus the best without optimiser state)'
                      % (format_size(checkpoint_bytes(path)), self.config.keep_checkpoints))
@@ -158,7 +158,7 @@ class TrainingLoop:
     def validate(self):
         """Scores and draws the validation images, records the scores, keeps the best."""
         step, run = self.step, self.run
-        result = run_validation(self.session, self.tensors['eval'], self.config, step,
+        result = run_validation(self.session, self.parts.eval, self.config, step,
                                 run.eval_dir, self.log, self.crf_pool)
         sample = result.pop('sample_pictures', {})
         append_jsonl(run.metrics_path,
@@ -167,7 +167,7 @@ class TrainingLoop:
                                                           format_scores(result)))
         self.write_validation_summaries(result, sample)
         if result['mean_iou'] > self.best['mean_iou']:
-            checkpoint = self.write_checkpoint(self.tensors['best_saver'], run.best_prefix)
+            checkpoint = self.write_checkpoint(self.parts.best_saver, run.best_prefix)
             run.remove_other_checkpoints(run.best_dir, checkpoint)
             self.best.update(mean_iou=result['mean_iou'], step=step, checkpoint=checkpoint)
             atomic_write_text(run.best_path, json.dumps(  # relative: the run can move
@@ -194,7 +194,7 @@ class TrainingLoop:
         """Saves the last step and, unless stopped early, validates it (once each)."""
         if self.saved_step != self.step:
             self.save()
-        if self.tensors['eval'] and self.validated_step != self.step and not self.stopped:
+        if self.parts.eval and self.validated_step != self.step and not self.stopped:
             self.validate()
         if self.chief:
             self.train_writer.close()

@@ -9,6 +9,7 @@ What goes where in the run directory: utils/rundir.py.
 
 import contextlib
 import dataclasses
+import typing
 
 import tensorflow
 import tensorflow.compat.v1 as tf
@@ -23,7 +24,7 @@ from utils.rundir import RunDir
 from utils.runtime import available_memory_bytes, resolve_precision, session_config
 from utils.training.distribution import (check_devices, is_chief, make_strategy,
                                          session_target)
-from utils.training.graph import build_training_graph, check_activation_memory
+from utils.training.graph import TrainOps, build_training_graph, check_activation_memory
 from utils.training.initialization import (fresh_moving_averages, make_init_fn,
                                            moving_average_warning)
 from utils.training.loop import TrainingLoop
@@ -48,12 +49,27 @@ def prepare_run(config, run, log):
     return sum(f.count for f in val_files)
 
 
+@dataclasses.dataclass
+class TrainingGraph:
+    """What build_graph makes: the train ops, validation (None: no validation here), the
+    savers, the decode-failure counter, and how the run starts: `candidates` (the run's own
+    checkpoints, newest first), `required` (the variables a checkpoint must hold to resume
+    from it) and `init_fn` (the pretrained initialisation; None when the run resumes or has
+    no checkpoint_path)."""
+    ops: TrainOps
+    eval: typing.Optional[dict]
+    saver: tf.train.Saver
+    best_saver: tf.train.Saver
+    failures: DecodeFailures
+    candidates: list
+    required: list
+    init_fn: typing.Optional[typing.Callable]
+
+
 def build_graph(config, run, log, num_val_records=None):
     """Training and validation graph, savers and the pretrained init in a new graph.
 
-    Returns (graph, strategy, tensors of build_training_graph plus 'eval' (or None), 'saver',
-    'best_saver', 'failures', 'init_fn' (None when the run resumes or has no
-    checkpoint_path), 'candidates' (the run's checkpoints, newest first)).
+    Returns (graph, strategy, TrainingGraph).
     """
     graph = tf.Graph()
     with graph.as_default():
@@ -66,65 +82,66 @@ def build_graph(config, run, log, num_val_records=None):
             log('Training on %d replicas (%s), %d images each per step'
                 % (strategy.num_replicas_in_sync, ', '.join(strategy.extended.worker_devices),
                    config.batch_size // strategy.num_replicas_in_sync))
-        tensors = build_training_graph(config, log, failures, strategy)
+        ops = build_training_graph(config, log, failures, strategy)
         if not tensorflow.config.list_physical_devices('GPU'):  # a GPU's own memory: per step
             need = check_activation_memory(graph, config, available_memory_bytes())
             log('Activations kept for the backward pass: at least %.2f GB per step'
                 % (need / 2 ** 30))
         # Validation shares the weights; only the chief validates.
-        tensors['eval'] = (build_eval_graph(config, config.dataset_val, config.num_eval_images,
-                                            failures=failures, num_records=num_val_records)
-                           if config.dataset_val and is_chief(config) else None)
-        # Relative paths in the `checkpoint` state files: a copied or moved run finds its own.
-        tensors['saver'] = tf.train.Saver(max_to_keep=config.keep_checkpoints,
-                                          save_relative_paths=True)
-        # The best checkpoint is for evaluation and deployment: no optimiser state (a third of
-        # the size with Adam).
-        tensors['best_saver'] = tf.train.Saver(
-            tf.model_variables() + [tensors['global_step']], max_to_keep=1,
-            save_relative_paths=True)
-        tensors['failures'] = failures
+        validation = (build_eval_graph(config, config.dataset_val, config.num_eval_images,
+                                       failures=failures, num_records=num_val_records)
+                      if config.dataset_val and is_chief(config) else None)
         # A run resumes from its own newest usable checkpoint (optimizer state it lacks, e.g.
         # after changing the optimizer, starts fresh), else starts from the pretrained one.
-        tensors['candidates'] = run.checkpoint_candidates()
-        tensors['required'] = ([v.op.name for v in tf.model_variables()]
-                               + [tensors['global_step'].op.name])
-        tensors['init_fn'] = None
-        if not tensors['candidates'] and config.checkpoint_path:
-            tensors['init_fn'] = make_init_fn(config.checkpoint_path, tf.model_variables(),
-                                              config.checkpoint_exclude_scopes, log)
-        if not tensors['candidates']:
-            warning = moving_average_warning(fresh_moving_averages(tensors['init_fn']),
+        candidates = run.checkpoint_candidates()
+        init_fn = None
+        if not candidates and config.checkpoint_path:
+            init_fn = make_init_fn(config.checkpoint_path, tf.model_variables(),
+                                   config.checkpoint_exclude_scopes, log)
+        if not candidates:
+            warning = moving_average_warning(fresh_moving_averages(init_fn),
                                              config.batch_norm_decay, config.max_steps)
             if warning:
                 log(warning)
-    return graph, strategy, tensors
+        parts = TrainingGraph(
+            ops=ops, eval=validation,
+            # Relative paths in the `checkpoint` state files: a copied or moved run finds its
+            # own.
+            saver=tf.train.Saver(max_to_keep=config.keep_checkpoints, save_relative_paths=True),
+            # The best checkpoint is for evaluation and deployment: no optimiser state (a third
+            # of the size with Adam).
+            best_saver=tf.train.Saver(tf.model_variables() + [ops.global_step], max_to_keep=1,
+                                      save_relative_paths=True),
+            failures=failures, candidates=candidates,
+            required=[v.op.name for v in tf.model_variables()] + [ops.global_step.op.name],
+            init_fn=init_fn)
+    return graph, strategy, parts
 
 
-def restore_or_initialise(session, graph, tensors, run, log):
+def restore_or_initialise(session, graph, parts, run, log):
     """Restores the newest loadable checkpoint of the run, else initialises (pretrained
     weights where given). Returns the checkpoint resumed from, or None."""
-    candidates, reason = tensors['candidates'], None
+    candidates, reason = parts.candidates, None
     for candidate in candidates:
         try:
             session.run(tf.global_variables_initializer())  # also undoes a failed restore
             with graph.as_default():
                 make_init_fn(candidate, tf.global_variables(), (), lambda *_: None,
-                             tensors['required'])(session)
+                             parts.required)(session)
         except (CheckpointError, tf.errors.OpError) as e:
             reason = error_reason(e)
             log('Checkpoint %s is unusable (%s); trying an older one' % (candidate, reason))
             continue
-        tensors['saver'].recover_last_checkpoints(list(reversed(candidates)))
-        log('Resumed from %s at step %d' % (candidate, session.run(tensors['global_step'])))
+        parts.saver.recover_last_checkpoints(list(reversed(candidates)))
+        log('Resumed from %s at step %d' % (candidate, session.run(parts.ops.global_step)))
         return candidate
     if candidates:
         raise TrainingError('none of the %d checkpoints in %s can be restored (the oldest: %s); '
                             'move them away to start again' % (len(candidates), run.train_dir,
                                                                reason))
     session.run(tf.global_variables_initializer())
-    if tensors['init_fn']:
-        tensors['init_fn'](session)
+    if parts.init_fn:
+        parts.init_fn(session)
     else:
         log('No checkpoint_path: training from randomly initialised weights')
     return None
@@ -149,23 +166,23 @@ def train(config, log=print, should_stop=lambda: False):
     with run.lock(log) if is_chief(config) else contextlib.nullcontext():
         num_val_records = prepare_run(config, run, log)
         # 2. Build the graph: data, model, loss, train ops, validation, savers.
-        graph, strategy, tensors = build_graph(config, run, log, num_val_records)
+        graph, strategy, parts = build_graph(config, run, log, num_val_records)
         # 3.-6. Session, restore or initialise, loop, final save and validation.
-        return run_session(config, run, graph, strategy, tensors, log, should_stop)
+        return run_session(config, run, graph, strategy, parts, log, should_stop)
 
 
-def run_session(config, run, graph, strategy, tensors, log, should_stop):
+def run_session(config, run, graph, strategy, parts, log, should_stop):
     """Opens the session (with several workers, through this worker's server), restores or
     initialises, runs the loop and the final save and validation; returns the summary."""
     target, proto = session_target(
         config, strategy, session_rewrites(session_config(config.devices), config.precision))
-    validates_crf = tensors['eval'] is not None and config.crf
+    validates_crf = parts.eval is not None and config.crf
     with CrfPool(workers=None if validates_crf else 1) as crf_pool, tf.Session(
             target, graph=graph, config=proto) as session:  # the pool's processes first
         # 4. Restore the run's newest usable checkpoint, or initialise.
-        resumed = restore_or_initialise(session, graph, tensors, run, log)
-        session.run(tensors['input_init'])
-        loop = TrainingLoop(config, run, session, tensors, is_chief(config), log, resumed,
+        resumed = restore_or_initialise(session, graph, parts, run, log)
+        session.run(parts.ops.input_init)
+        loop = TrainingLoop(config, run, session, parts, is_chief(config), log, resumed,
                             crf_pool)
         if loop.step >= config.max_steps:
             log('Run %s is already at step %d (max_steps %d): nothing to train; raise '
