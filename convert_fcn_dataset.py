@@ -26,11 +26,11 @@ from tqdm import tqdm  # noqa: E402
 
 from utils.cli import job_parser, list_of, non_negative_int, run_job  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
-from utils.data.conversion import (REPORT_SUFFIX, check_output_path, convert_pairs,  # noqa: E402
+from utils.data.conversion import (check_output_path, convert_pairs,  # noqa: E402
                                    make_label_spec)
 from utils.data.layouts import DEFAULT_CONFIGS, FORMATS, find_pairs  # noqa: E402
 from utils.data.pixels import MAX_IMAGE_PIXELS, PIXELS_FLAG  # noqa: E402
-from utils.data.records import resolve_record_paths, verify_records  # noqa: E402
+from utils.data.records import report_path, resolve_record_paths, verify_records  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -147,7 +147,7 @@ def convert(args, config):
     print('Wrote %d of %d pairs to %s (%.1f images/s); skipped %d. Report: %s'
           % (report['pairs_written'], report['pairs_found'], ', '.join(report['output_paths']),
              report['images_per_second'], report['pairs_skipped'],
-             args.output_path + REPORT_SUFFIX))
+             report_path(args.output_path)))
     return 0
 
 

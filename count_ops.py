@@ -2,7 +2,8 @@
 per image, and the GOPS needed for a number of cameras at a frame rate, against a budget.
 
     python count_ops.py --model mobilenet_v1_fcn --depth_multiplier 0.5 --classifier_kernel 7 \
-        --classifier_depth 1024 --num_classes 7 --input_size 320,480 --cameras 4 --fps 15 --budget_gops 70
+        --classifier_depth 1024 --num_classes 7 --input_size 320,480 --cameras 4 --fps 15 \
+        --budget_gops 70
     python count_ops.py --config configs/camvid_fcn8s.yaml --input_size 360,480
 """
 import sys
@@ -12,9 +13,11 @@ from utils.startup import import_tensorflow_quietly
 import_tensorflow_quietly()
 
 from nets import NETWORK_ARGS  # noqa: E402
-from utils.cli import job_parser, list_of, run_job  # noqa: E402
+from utils.cli import (job_parser, list_of, non_negative_float, positive_int,  # noqa: E402
+                       run_job)
 from utils.config import add_config_flags, overrides_from_args, resolve_config  # noqa: E402
 from utils.deploy.operations import budget, count_ops, format_table  # noqa: E402
+from utils.inference.predictor import MIN_INPUT_SIDE  # noqa: E402
 from utils.runtime import setup_tensorflow  # noqa: E402
 
 NETWORK_KEYS = ('model', 'num_classes') + NETWORK_ARGS  # the config keys this job takes
@@ -25,11 +28,17 @@ def parse_args(argv=None):
     p.add_argument('--config', help='experiment YAML (its network settings are used)')
     add_config_flags(p, NETWORK_KEYS)
     p.add_argument('--input_size', required=True, help='HEIGHT,WIDTH',
-                   type=list_of(int, count=2, minimum=1, example='320,480'))
-    p.add_argument('--cameras', type=int, default=1)
-    p.add_argument('--fps', type=float, default=1.0)
-    p.add_argument('--budget_gops', type=float, help='available Giga-operations per second')
-    return p.parse_args(argv)
+                   type=list_of(int, count=2, minimum=MIN_INPUT_SIDE, example='320,480'))
+    p.add_argument('--cameras', type=positive_int, default=1)
+    p.add_argument('--fps', type=non_negative_float, default=1.0, help='per camera (> 0)')
+    p.add_argument('--budget_gops', type=non_negative_float,
+                   help='available Giga-operations per second (> 0)')
+    args = p.parse_args(argv)
+    if not args.fps:
+        p.error('argument --fps: a camera budget of 0 frames per second needs no operations')
+    if args.budget_gops == 0:
+        p.error('argument --budget_gops: a budget of 0 GOPS holds no network')
+    return args
 
 
 def print_budget(config, rows, args):

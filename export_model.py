@@ -18,14 +18,15 @@ from utils.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-from utils.cli import job_parser, list_of, run_job  # noqa: E402
+from utils.cli import (job_parser, list_of, non_negative_float, positive_int,  # noqa: E402
+                       run_job)
 from utils.deploy.export import (FORMATS, PARITY_TOLERANCE, REPORT_FILENAME,  # noqa: E402
                                  benchmark_latency, compare_mean_iou, export_model, format_path,
                                  load_exported, parity_check, size_on_disk)
 from utils.errors import ConfigError  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
 from utils.inference.image_files import expand_inputs, read_rgb  # noqa: E402
-from utils.inference.predictor import Predictor  # noqa: E402
+from utils.inference.predictor import MIN_INPUT_SIDE, Predictor  # noqa: E402
 from utils.rundir import load_run  # noqa: E402
 from utils.runtime import setup_tensorflow  # noqa: E402
 
@@ -44,21 +45,28 @@ def parse_args(argv=None):
                    'model.onnx, opset 13, through tf2onnx; run by onnxruntime), tflite '
                    '(EXPORT_DIR/model.tflite, builtin ops, needs --input_size; run by LiteRT), '
                    'tflite_int8 (model_int8.tflite, full-integer, needs --calibration_record)')
-    p.add_argument('--input_size', type=list_of(int, count=2, minimum=32, example='320,480'),
+    p.add_argument('--input_size', type=list_of(int, count=2, minimum=MIN_INPUT_SIDE,
+                                                example='320,480'),
                    help='HEIGHT,WIDTH of the TFLite model (images of other sizes are resized)')
     p.add_argument('--float16', action='store_true', help='TFLite with float16 weights')
     p.add_argument('--calibration_record', help='TFRecord(s) whose first images calibrate '
                    'tflite_int8 (e.g. training records)')
     p.add_argument('--validation_record', help='TFRecord(s) on which the report compares the '
                    'mIoU of tflite_int8 with the checkpoint\'s')
-    p.add_argument('--cameras', type=int, default=1, help='cameras the deployment serves')
-    p.add_argument('--fps', type=float, default=15.0, help='frames per second per camera')
+    p.add_argument('--cameras', type=positive_int, default=1,
+                   help='cameras the deployment serves')
+    p.add_argument('--fps', type=non_negative_float, default=15.0,
+                   help='frames per second per camera (> 0)')
     p.add_argument('--parity_images', nargs='*', default=[],
                    help='images, folders or globs to compare checkpoint and export on')
-    p.add_argument('--benchmark_size', type=list_of(int, count=2, minimum=1, example='360,480'),
+    p.add_argument('--benchmark_size', type=list_of(int, count=2, minimum=MIN_INPUT_SIDE,
+                                                    example='360,480'),
                    help='HEIGHT,WIDTH: report ms per image at batch 1')
-    p.add_argument('--benchmark_batch', type=int, default=1)
-    return p.parse_args(argv)
+    p.add_argument('--benchmark_batch', type=positive_int, default=1)
+    args = p.parse_args(argv)
+    if not args.fps:
+        p.error('argument --fps: a camera budget of 0 frames per second needs no model')
+    return args
 
 
 def check_format(args, config, predictor, model_format):

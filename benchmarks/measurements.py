@@ -16,6 +16,7 @@ import tensorflow.compat.v1 as tf
 from nets import build_network
 from utils.crf import CrfPool, dense_crf
 from utils.data.layouts import camvid_pairs
+from utils.data.records import report_path
 from utils.deploy.export import export_model
 from utils.deploy.saved_model import ExportedModel
 from utils.deploy.serving import CLASSES_KEY
@@ -173,7 +174,7 @@ def conversion_images_per_second(data_dir, split, num_workers, output_path, conf
                     '--dataset_format', 'camvid', '--data_dir', data_dir, '--split', split,
                     '--output_path', output_path, '--num_workers', str(num_workers),
                     '--config', config_path, '--overwrite'], check=True, capture_output=True)
-    with open(output_path + '.report.json') as f:
+    with open(report_path(output_path)) as f:
         return json.load(f)['images_per_second']
 
 

@@ -10,7 +10,8 @@ import tensorflow.compat.v1 as tf
 from PIL import Image
 
 from tests.conftest import ROOT
-from utils.data.conversion import REPORT_SUFFIX, convert_pairs, make_label_spec
+from utils.data.conversion import convert_pairs, make_label_spec
+from utils.data.records import REPORT_SUFFIX
 from utils.data.layouts import camvid_pairs, voc_pairs
 from utils.data.records import (KEY_ENCODED, KEY_FILENAME, KEY_FORMAT, KEY_HEIGHT,
                                 KEY_LABEL, KEY_WIDTH, parse_example)

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ROOT, run_script
-from utils.data.conversion import REPORT_SUFFIX, convert_pairs, make_label_spec
+from utils.data.conversion import convert_pairs, make_label_spec
+from utils.data.records import REPORT_SUFFIX
 from utils.data.layouts import camvid_pairs
 from utils.data.pixels import MAX_IMAGE_PIXELS
 from utils.data.records import count_records

@@ -26,13 +26,12 @@ from PIL import Image
 from utils.data.layouts import (PairError, label_lookup_table, pairing_problem, read_label,
                                 remap_and_check_label)
 from utils.data.pixels import MAX_IMAGE_PIXELS, ImageTooLarge, check_pixels, header_size
-from utils.data.records import IGNORE_LABEL, make_example
+from utils.data.records import (IGNORE_LABEL, SHARD_GLOB, SHARD_SUFFIX, make_example,
+                                report_path, shard_paths)
 from utils.errors import DataError, JobError, OutputError
 from utils.fileio import atomic_path, atomic_write_text, remove_stale_temporaries
 
-REPORT_SUFFIX = '.report.json'
 CHUNK_PAIRS = 50  # pairs per part file written by one worker task
-SHARD_GLOB = '-?????-of-?????'  # the shards of shard_paths, as resolve_record_paths finds them
 _PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 _JPEG_MAGIC = b'\xff\xd8\xff'
 
@@ -167,13 +166,6 @@ def _write_part(args, on_pair=None):
                 writer.write(serialized)
                 results.append((None, info, shape))
     return results
-
-
-def shard_paths(output_path, num_shards):
-    """`output_path` itself for one shard, else PATH-00000-of-0000N, ..."""
-    if num_shards == 1:
-        return [output_path]
-    return ['%s-%05d-of-%05d' % (output_path, i, num_shards) for i in range(num_shards)]
 
 
 def split_evenly(count, parts):
@@ -318,7 +310,7 @@ def drop_empty_shards(paths, owners, pair_results, task_sizes, log):
         return paths, owners
     log('%d of the %d shards would be empty (all their pairs were skipped): writing %d'
         % (len(paths) - len(kept), len(paths), len(kept)))
-    output_path = paths[0][:-len('-00000-of-%05d' % len(paths))]
+    output_path = SHARD_SUFFIX.sub('', paths[0])
     renumber = {old: new for new, old in enumerate(kept)}
     return shard_paths(output_path, len(kept)), [renumber.get(o) for o in owners]
 
@@ -339,7 +331,7 @@ def existing_outputs(output_path):
     """The files of an earlier conversion to `output_path`: its record file or shards (of any
     count), and its report."""
     shards = sorted(glob.glob(glob.escape(output_path) + SHARD_GLOB))
-    return [path for path in [output_path] + shards + [output_path + REPORT_SUFFIX]
+    return [path for path in [output_path] + shards + [report_path(output_path)]
             if os.path.lexists(path)]
 
 
@@ -428,7 +420,7 @@ def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=
         log('replacing the earlier conversion at %s (%s) once this one succeeds'
             % (output_path, file_names(earlier)))
     paths = shard_paths(output_path, num_shards)
-    for path in paths + [output_path + REPORT_SUFFIX]:
+    for path in paths + [report_path(output_path)]:
         remove_stale_temporaries(path)
     try:
         written = _write_records(pairs, paths, spec, num_workers, strict, progress, log)
@@ -440,9 +432,9 @@ def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=
                        % (output_path, str(e).split('\n')[0])) from None
     report = make_report(pairs, spec, written, time.time() - start)
     try:
-        atomic_write_text(output_path + REPORT_SUFFIX, json.dumps(report, indent=2))
+        atomic_write_text(report_path(output_path), json.dumps(report, indent=2))
     except OSError as e:
         raise JobError('records written, but the report %s could not be (%s)'
-                       % (output_path + REPORT_SUFFIX, e)) from None
-    remove_replaced(earlier, report['output_paths'] + [output_path + REPORT_SUFFIX], log)
+                       % (report_path(output_path), e)) from None
+    remove_replaced(earlier, report['output_paths'] + [report_path(output_path)], log)
     return report

@@ -4,15 +4,13 @@ Records are streamed (never loaded whole), decoded in parallel and prefetched.
 """
 import json
 import os
-import re
 
 import tensorflow.compat.v1 as tf
 
-from utils.data.conversion import REPORT_SUFFIX
 from utils.data.pixels import MAX_IMAGE_PIXELS
 from utils.data.preprocessing import preprocess_for_train
-from utils.data.records import (check_records, parse_example, resolve_record_paths,
-                                scan_records)
+from utils.data.records import (check_records, parse_example, report_path,
+                                resolve_record_paths, scan_records)
 from utils.errors import ConfigError, DataError
 
 AUTOTUNE = tf.data.experimental.AUTOTUNE
@@ -27,7 +25,7 @@ def check_dataset(record_spec, num_classes, log=print):
     start here. Returns scan_records' list."""
     paths = resolve_record_paths(record_spec, log)
     for path in paths:
-        report = re.sub(r'-\d{5}-of-\d{5}$', '', path) + REPORT_SUFFIX
+        report = report_path(path)
         if os.path.isfile(report):
             with open(report) as f:
                 written_for = json.load(f).get('num_classes')

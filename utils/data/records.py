@@ -29,6 +29,25 @@ KEY_LABEL_FORMAT = 'image/label/format'
 LABEL_FORMAT_PNG = b'png'
 IGNORE_LABEL = 255  # void pixels in every record, training label and score
 
+# The converter's output contract: one file PATH, or shards PATH-00000-of-0000N, ..., and the
+# report PATH.report.json beside them (for shards too: the PATH they share).
+SHARD_FORMAT = '%s-%05d-of-%05d'
+SHARD_GLOB = '-?????-of-?????'
+SHARD_SUFFIX = re.compile(r'-\d{5}-of-\d{5}$')
+REPORT_SUFFIX = '.report.json'
+
+
+def shard_paths(output_path, num_shards):
+    """`output_path` itself for one shard, else PATH-00000-of-0000N, ..."""
+    if num_shards == 1:
+        return [output_path]
+    return [SHARD_FORMAT % (output_path, i, num_shards) for i in range(num_shards)]
+
+
+def report_path(record_path):
+    """The converter's report of a record file or of one of its shards."""
+    return SHARD_SUFFIX.sub('', record_path) + REPORT_SUFFIX
+
 
 def _bytes(value):
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
@@ -280,7 +299,7 @@ def resolve_record_paths(spec, log=None):
     paths = []
     for part in [spec] if os.path.exists(spec) else split_list(spec):
         matches = [part] if os.path.exists(part) else (
-            sorted(glob.glob(part)) or sorted(glob.glob(glob.escape(part) + '-?????-of-?????')))
+            sorted(glob.glob(part)) or sorted(glob.glob(glob.escape(part) + SHARD_GLOB)))
         if not matches:
             listed = (' (read as the list %s: files are separated by commas)'
                       % split_list(spec) if ',' in spec else '')

@@ -6,6 +6,7 @@ makes (parity with the checkpoint, mIoU, latency).
     model = load_exported('exported/camvid', 'onnx')   # model(uint8 images) -> [classes, probs]
 """
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -13,20 +14,27 @@ import time
 import numpy as np
 
 from utils.config import save_config
+from utils.deploy import onnx_model, saved_model, tflite_model
 from utils.deploy.onnx_model import ONNX_FILENAME, OnnxModel, export_onnx
 from utils.deploy.saved_model import (FROZEN_GRAPH_FILENAME, ExportedModel, FrozenModel,
                                       write_saved_model)
 from utils.deploy.serving import CLASSES_KEY, INPUT_KEY, PROBABILITIES_KEY
 from utils.deploy.tflite_model import (TFLITE_FILENAME, TFLITE_INT8_FILENAME, TfliteModel,
-                                       export_tflite, record_pairs)
+                                       calibration_images, export_tflite, record_pairs)
 from utils.evaluation.metrics import confusion_matrix, scores
-from utils.errors import ConfigError
+from utils.errors import ConfigError, DataError, error_reason
 from utils.fileio import output_error
 from utils.rundir import CONFIG_FILENAME
 
 FORMATS = ('saved_model', 'frozen_graph', 'onnx', 'tflite', 'tflite_int8')
 REPORT_FILENAME = 'export_report.json'
 PARITY_TOLERANCE = 0.001  # share of pixels a float format may classify otherwise (rounding)
+# An export is built in `.NAME.export-PID-XXXXXXXX.tmp` beside EXPORT_DIR (NAME its folder name,
+# PID the exporting process) and renamed when complete; a killed export leaves it behind.
+TEMPORARY_PREFIX = '.%s.export-%d-'
+TEMPORARY_SUFFIX = '.tmp'
+TEMPORARY_PATTERN = r'\.%s\.export-(\d+)-\w+\.tmp'  # for re.fullmatch, NAME re.escape'd
+LOAD_ERRORS = onnx_model.LOAD_ERRORS + saved_model.LOAD_ERRORS + tflite_model.LOAD_ERRORS
 
 
 def format_path(export_dir, model_format):
@@ -46,8 +54,40 @@ def size_on_disk(path):
                for name in names if root != path or name in ('saved_model.pb', CONFIG_FILENAME))
 
 
+def process_alive(pid):
+    """Whether a process of this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+def remove_killed_exports(export_dir, log=print):
+    """Removes the temporary folders that killed exports to `export_dir` left beside it (those
+    of exports still running are kept); returns how many."""
+    parent, name = os.path.split(os.path.abspath(export_dir))
+    stale = []
+    for entry in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
+        match = re.fullmatch(TEMPORARY_PATTERN % re.escape(name), entry)
+        path = os.path.join(parent, entry)
+        if not match or not os.path.isdir(path) or (int(match.group(1)) != os.getpid()
+                                                    and process_alive(int(match.group(1)))):
+            continue
+        size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path)
+                   for f in files)
+        shutil.rmtree(path, ignore_errors=True)
+        stale.append('%s (%.1f MB)' % (os.path.basename(path), size / 2 ** 20))
+    if stale:
+        log('Removed what %d killed export(s) to %s left: %s'
+            % (len(stale), export_dir, ', '.join(stale)))
+    return len(stale)
+
+
 def export_model(config, checkpoint, export_dir, formats=('saved_model',), input_size=None,
-                 float16=False, calibration_record=None):
+                 float16=False, calibration_record=None, log=print):
     """Writes a SavedModel of the checkpoint to `export_dir` (which must not exist yet), and
     with 'frozen_graph' in `formats` also EXPORT_DIR/frozen_inference_graph.pb, with 'onnx'
     EXPORT_DIR/model.onnx (converted from the frozen graph, which is then written too), with
@@ -55,8 +95,9 @@ def export_model(config, checkpoint, export_dir, formats=('saved_model',), input
     weights with `float16`), with 'tflite_int8' EXPORT_DIR/model_int8.tflite (full-integer,
     calibrated on `calibration_record`).
 
-    The model is built in a temporary folder beside it and renamed when complete; the run's
-    config is saved in it as config.yaml.
+    The model is built in a temporary folder beside it and renamed when complete (those that
+    killed exports left are removed first, with a line through `log`); the run's config is
+    saved in it as config.yaml.
     """
     if os.path.exists(export_dir):
         raise FileExistsError('export dir %s exists; remove it or choose another' % export_dir)
@@ -65,10 +106,16 @@ def export_model(config, checkpoint, export_dir, formats=('saved_model',), input
     if 'tflite_int8' in formats and not calibration_record:
         raise ConfigError('tflite_int8 is calibrated on images: give --calibration_record '
                           '(e.g. a slice of the training records)')
+    calibration = (calibration_images(calibration_record, input_size)
+                   if 'tflite_int8' in formats else None)
     parent = os.path.dirname(os.path.abspath(export_dir))
+    remove_killed_exports(export_dir, log)
     try:
         os.makedirs(parent, exist_ok=True)
-        tmp_root = tempfile.mkdtemp(prefix='.export-', dir=parent)
+        tmp_root = tempfile.mkdtemp(
+            prefix=TEMPORARY_PREFIX % (os.path.basename(os.path.abspath(export_dir)),
+                                       os.getpid()),
+            suffix=TEMPORARY_SUFFIX, dir=parent)
     except OSError as e:
         raise output_error(export_dir, e) from None
     tmp_dir = os.path.join(tmp_root, 'model')
@@ -80,7 +127,7 @@ def export_model(config, checkpoint, export_dir, formats=('saved_model',), input
                           input_size, float16)
         if 'tflite_int8' in formats:
             export_tflite(config, checkpoint, os.path.join(tmp_dir, TFLITE_INT8_FILENAME),
-                          input_size, calibration_record=calibration_record)
+                          input_size, calibration=calibration)
         if 'onnx' in formats:
             export_onnx(frozen, os.path.join(tmp_dir, ONNX_FILENAME), [INPUT_KEY + ':0'],
                         [CLASSES_KEY + ':0', PROBABILITIES_KEY + ':0'])
@@ -93,15 +140,26 @@ def export_model(config, checkpoint, export_dir, formats=('saved_model',), input
 
 def load_exported(export_dir, model_format='saved_model',
                   outputs=(CLASSES_KEY, PROBABILITIES_KEY)):
-    """The exported model of `model_format` (FORMATS) in `export_dir`."""
-    path = format_path(export_dir, model_format)
-    if model_format == 'frozen_graph':
-        return FrozenModel(path, outputs)
-    if model_format in ('tflite', 'tflite_int8'):
-        return TfliteModel(path, outputs)
-    if model_format == 'onnx':
-        return OnnxModel(path, INPUT_KEY + ':0', ['%s:0' % key for key in outputs])
-    return ExportedModel(path, outputs)
+    """The exported model of `model_format` (FORMATS) in `export_dir` (see open_exported)."""
+    return open_exported(format_path(export_dir, model_format), model_format, outputs)
+
+
+def open_exported(path, model_format='saved_model', outputs=(CLASSES_KEY, PROBABILITIES_KEY)):
+    """The exported model of `model_format` (FORMATS) at `path` (the SavedModel's folder, else
+    the model's file): __call__(uint8 images [b, h, w, 3]) -> the named `outputs`. A file that
+    is damaged or no export of this suite is a DataError naming it."""
+    try:
+        if model_format == 'frozen_graph':
+            return FrozenModel(path, outputs)
+        if model_format in ('tflite', 'tflite_int8'):
+            return TfliteModel(path, outputs)
+        if model_format == 'onnx':
+            return OnnxModel(path, INPUT_KEY + ':0', ['%s:0' % key for key in outputs])
+        return ExportedModel(path, outputs)
+    except LOAD_ERRORS as e:
+        raise DataError('%s cannot be loaded as an exported %s model (%s); it is damaged, '
+                        'incomplete or not from export_model.py: export it again'
+                        % (path, model_format, error_reason(e))) from None
 
 
 def parity_check(predictor, model, images):

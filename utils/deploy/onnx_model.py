@@ -9,11 +9,18 @@ import logging
 import onnxruntime
 import tensorflow.compat.v1 as tf
 import tf2onnx
+from onnxruntime.capi.onnxruntime_pybind11_state import (Fail, InvalidArgument, InvalidGraph,
+                                                         InvalidProtobuf, NoSuchFile,
+                                                         NotImplemented as NotSupported)
 
 from utils.fileio import atomic_write_bytes
 
 ONNX_FILENAME = 'model.onnx'
 ONNX_OPSET = 13
+# What onnxruntime raises for a file that is no (complete) ONNX model; ValueError: a model
+# without this suite's tensors.
+LOAD_ERRORS = (Fail, InvalidArgument, InvalidGraph, InvalidProtobuf, NoSuchFile, NotSupported,
+               ValueError)
 
 
 def export_onnx(graph_def, path, inputs, outputs, opset=ONNX_OPSET):
@@ -37,6 +44,10 @@ class OnnxModel:
                                                     providers=['CPUExecutionProvider'])
         self.input_name = input_name
         self.output_names = list(output_names)
+        names = {t.name for t in self.session.get_inputs() + self.session.get_outputs()}
+        missing = [n for n in [input_name] + self.output_names if n not in names]
+        if missing:
+            raise ValueError('the model has no tensor %s' % ', '.join(missing))
 
     def __call__(self, images):
         return self.session.run(self.output_names, {self.input_name: images})

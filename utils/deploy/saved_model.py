@@ -9,12 +9,17 @@ frozen graph (`frozen_inference_graph.pb`, the TF1 convention) has the same tens
 import os
 
 import tensorflow.compat.v1 as tf
+from google.protobuf.message import DecodeError
 
 from utils.deploy.serving import (CLASSES_KEY, INPUT_KEY, PROBABILITIES_KEY, SIGNATURE,
                                   build_serving_graph)
+from utils.inference.predictor import restore_model
 from utils.runtime import session_config
 
 FROZEN_GRAPH_FILENAME = 'frozen_inference_graph.pb'
+# What loading raises for a file that is no (complete) model of this suite: a damaged protobuf,
+# a SavedModel TensorFlow cannot parse or without the serving signature, missing tensors.
+LOAD_ERRORS = (DecodeError, OSError, RuntimeError, ValueError)
 
 
 def write_saved_model(config, checkpoint, export_dir, frozen_graph=False):
@@ -24,7 +29,7 @@ def write_saved_model(config, checkpoint, export_dir, frozen_graph=False):
     with tf.Graph().as_default() as graph:
         images, classes, probabilities = build_serving_graph(config)
         with tf.Session(config=session_config()) as session:
-            tf.train.Saver(tf.model_variables()).restore(session, checkpoint)
+            restore_model(session, checkpoint, config)  # a damaged one is one line
             builder = tf.saved_model.Builder(export_dir)
             signature = tf.saved_model.predict_signature_def(
                 inputs={INPUT_KEY: images},
@@ -50,7 +55,13 @@ class ExportedModel:
         self.session = tf.Session(graph=self.graph, config=session_config())
         with self.graph.as_default():
             meta = tf.saved_model.loader.load(self.session, [tf.saved_model.SERVING], export_dir)
+        if SIGNATURE not in meta.signature_def:
+            raise ValueError('no %s signature' % SIGNATURE)
         signature = meta.signature_def[SIGNATURE]
+        missing = [k for k in (INPUT_KEY,) if k not in signature.inputs] + [
+            k for k in outputs if k not in signature.outputs]
+        if missing:
+            raise ValueError('its signature has no %s' % ', '.join(missing))
         self.input_name = signature.inputs[INPUT_KEY].name
         self.output_names = [signature.outputs[key].name for key in outputs]
 
@@ -72,8 +83,13 @@ class FrozenModel:
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf.import_graph_def(graph_def, name='')
-        self.session = tf.Session(graph=self.graph, config=session_config())
         self.output_names = ['%s:0' % key for key in outputs]
+        try:  # an empty file parses as an empty graph
+            for name in [INPUT_KEY + ':0'] + self.output_names:
+                self.graph.get_tensor_by_name(name)
+        except KeyError as e:
+            raise ValueError(e.args[0]) from None
+        self.session = tf.Session(graph=self.graph, config=session_config())
 
     def __call__(self, images):
         return self.session.run(self.output_names, {INPUT_KEY + ':0': images})

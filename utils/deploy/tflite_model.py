@@ -13,6 +13,7 @@ from ai_edge_litert.interpreter import Interpreter  # the successor of tf.lite.I
 
 from utils.data.records import read_pairs
 from utils.deploy.serving import build_serving_graph
+from utils.errors import DataError, error_reason
 from utils.fileio import atomic_write_bytes
 from utils.inference.predictor import restore_model
 from utils.runtime import available_cpus, session_config
@@ -20,20 +21,38 @@ from utils.runtime import available_cpus, session_config
 TFLITE_FILENAME = 'model.tflite'
 TFLITE_INT8_FILENAME = 'model_int8.tflite'
 CALIBRATION_IMAGES = 100  # images of the calibration record used for int8 ranges
+# What LiteRT raises for a file that is no (complete) TFLite model, or one without this suite's
+# tensors.
+LOAD_ERRORS = (ValueError, RuntimeError)
 
 
 def record_pairs(record_spec, size, limit=0):
     """utils.data.records.read_pairs resized to a fixed-size model's size (height, width):
-    images by area, labels by nearest neighbour."""
-    for image, label in read_pairs(record_spec, limit):
-        yield (cv2.resize(np.ascontiguousarray(image), size[::-1], interpolation=cv2.INTER_AREA),
-               cv2.resize(label, size[::-1], interpolation=cv2.INTER_NEAREST))
+    images by area, labels by nearest neighbour. A damaged file is a DataError naming it."""
+    try:
+        for image, label in read_pairs(record_spec, limit):
+            yield (cv2.resize(np.ascontiguousarray(image), size[::-1],
+                              interpolation=cv2.INTER_AREA),
+                   cv2.resize(label, size[::-1], interpolation=cv2.INTER_NEAREST))
+    except tf.errors.OpError as e:
+        raise DataError('TFRecord file %s cannot be read (%s); convert it again or give '
+                        'another' % (record_spec, error_reason(e))) from None
 
 
-def export_tflite(config, checkpoint, path, input_size, float16=False,
-                  calibration_record=None):
+def calibration_images(record_spec, input_size):
+    """The first CALIBRATION_IMAGES images of `record_spec` at `input_size` (height, width),
+    read before any conversion starts, so that a bad record fails the export at once."""
+    images = [image for image, _ in record_pairs(record_spec, input_size, CALIBRATION_IMAGES)]
+    if not images:
+        raise DataError('calibration record %s holds no image that decodes; give training '
+                        'records' % record_spec)
+    return images
+
+
+def export_tflite(config, checkpoint, path, input_size, float16=False, calibration=None):
     """Writes the checkpoint as a TFLite model of input size (height, width) to `path`; with
-    `calibration_record`, full-integer int8 (uint8 image in) calibrated on its first images."""
+    `calibration` (uint8 RGB images of that size, see calibration_images), full-integer int8
+    (uint8 image in) calibrated on them."""
     with tf.Graph().as_default():
         images, classes, probabilities = build_serving_graph(
             config, (1,) + tuple(input_size), portable=True)
@@ -42,11 +61,9 @@ def export_tflite(config, checkpoint, path, input_size, float16=False,
             converter = tf.lite.TFLiteConverter.from_session(session, [images],
                                                              [classes, probabilities])
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-            if calibration_record:
+            if calibration:
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
-                converter.representative_dataset = lambda: (
-                    [image[None]] for image, _ in record_pairs(
-                        calibration_record, input_size, CALIBRATION_IMAGES))
+                converter.representative_dataset = lambda: ([image[None]] for image in calibration)
                 converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
                 converter.inference_input_type = tf.uint8
             elif float16:
@@ -69,6 +86,9 @@ class TfliteModel:
         self.input_shape = tuple(int(v) for v in details['shape'][1:3])  # (H, W)
         by_name = {d['name'].split(':')[0]: d['index']
                    for d in self.interpreter.get_output_details()}
+        missing = [name for name in outputs if name not in by_name]
+        if missing:
+            raise ValueError('the model has no output %s' % ', '.join(missing))
         self.output_indices = [by_name[name] for name in outputs]
 
     def __call__(self, images):

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from utils.config import resolve_config
-from utils.deploy.export import load_exported
+from utils.deploy.export import open_exported
 from utils.deploy.serving import PROBABILITIES_KEY
 from utils.errors import ConfigError
 from utils.inference.image_files import resized_channels
@@ -33,7 +33,8 @@ class ExportedPredictor:
             raise ConfigError('%s has no %s beside it; export it with export_model.py'
                               % (path, CONFIG_FILENAME))
         self.config = resolve_config(config_path)
-        self.model = load_exported(export_dir, model_format, outputs=(PROBABILITIES_KEY,))
+        # The file given, whatever its name (model_int8.tflite, a renamed copy).
+        self.model = open_exported(path, model_format, outputs=(PROBABILITIES_KEY,))
 
     def predict(self, image):
         """uint8 RGB [h, w, 3] -> float32 probabilities [h, w, num_classes]."""

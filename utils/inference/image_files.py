@@ -1,7 +1,9 @@
 """Prediction on users' own images: any size, any format OpenCV reads.
 
 Per input NAME.ext it writes NAME_label.png (class indices, the input's size), NAME_color.png
-(class colours) and NAME_overlay.jpg (colours blended on the image).
+(class colours) and NAME_overlay.jpg (colours blended on the image). Large images run
+downscaled to `max_side`, or at full resolution by tiles (utils.inference.tiling); images above
+the pixel limit (utils.data.pixels) are skipped before they are decoded.
 """
 import glob
 import os
@@ -11,8 +13,18 @@ import numpy as np
 
 from utils.crf import CrfPool
 from utils.data.layouts import IMAGE_EXTENSIONS
+from utils.data.pixels import MAX_IMAGE_PIXELS, ImageTooLarge, check_pixels, header_size
 from utils.fileio import atomic_write_bytes
+from utils.inference.tiling import tiled_class_map, tiled_probabilities
 from utils.visualization import colorize, make_palette, overlay, write_jpeg
+
+# With tiles, the dense CRF runs on all of an image's probabilities at once, at full size: up to
+# 2 million pixels (1920x1080 fits). pydensecrf took 1.15 GB more at 1 million pixels (11
+# classes, 16 s on this CPU) and 4.5 GB more at 4 million, per CRF worker.
+CRF_MAX_PIXELS = 2 ** 21
+# Colours and overlays are made this many rows at a time: the float temporaries of a whole
+# 108-megapixel photo would take 4 GB.
+WRITE_BAND_ROWS = 512
 
 
 def expand_inputs(specs):
@@ -35,11 +47,17 @@ def expand_inputs(specs):
                                      or seen.add(os.path.realpath(p)))]
 
 
-def read_rgb(path):
-    """uint8 RGB [h, w, 3] of any image OpenCV reads (grey and alpha handled), or None."""
+def read_rgb(path, max_pixels=MAX_IMAGE_PIXELS, name=None):
+    """uint8 RGB [h, w, 3] of any image OpenCV reads (grey and alpha handled), or None.
+
+    The size is read from the header first: an image above `max_pixels` (0: no limit) raises
+    ImageTooLarge naming it as `name` (default: the path) before any pixel is decoded.
+    """
+    check_pixels(header_size(path), name or path, max_pixels)
     data = np.fromfile(path, np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    return None if image is None else image[..., ::-1].copy()
+    # In place: a second full-size copy would cost 324 MB on a 108-megapixel photo.
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
 
 
 def output_names(paths):
@@ -99,25 +117,80 @@ def full_size_class_map(probabilities, shape, crf_map=None):
     return class_map
 
 
+def in_bands(make, class_map, image=None, rows=WRITE_BAND_ROWS):
+    """uint8 [h, w, 3] made `rows` rows at a time by make(class map rows[, image rows])."""
+    out = np.empty(class_map.shape + (3,), np.uint8)
+    for top in range(0, len(class_map), rows):
+        bands = (class_map[top:top + rows],) + (() if image is None else (image[top:top + rows],))
+        out[top:top + rows] = make(*bands)
+    return out
+
+
 def write_prediction(output_dir, name, image, class_map, palette, alpha=0.5):
     """Writes NAME_label.png, NAME_color.png, NAME_overlay.jpg; returns their paths."""
     label_path = os.path.join(output_dir, name + '_label.png')
     color_path = os.path.join(output_dir, name + '_color.png')
     overlay_path = os.path.join(output_dir, name + '_overlay.jpg')
-    atomic_write_bytes(label_path, cv2.imencode('.png', class_map.astype(np.uint8))[1].tobytes())
-    color = colorize(class_map, palette)
-    atomic_write_bytes(color_path, cv2.imencode('.png', color[..., ::-1])[1].tobytes())
-    write_jpeg(overlay_path, overlay(image, class_map, palette, alpha))
+    class_map = np.asarray(class_map, np.uint8)
+    atomic_write_bytes(label_path, cv2.imencode('.png', class_map)[1].tobytes())
+    bgr = palette[:, ::-1]  # OpenCV writes BGR: no flipped copy of the whole picture
+    color = in_bands(lambda labels: colorize(labels, bgr), class_map)
+    atomic_write_bytes(color_path, cv2.imencode('.png', color)[1].tobytes())
+    del color
+    write_jpeg(overlay_path, in_bands(lambda labels, rgb: overlay(rgb, labels, palette, alpha),
+                                      class_map, image))
     return label_path, color_path, overlay_path
 
 
-def predict_files(predictor, paths, output_dir, crf=False, progress=None, log=print,
-                  max_side=0, crf_pool=None):
-    """Runs `predictor` on each image path and writes its three outputs (see predict_capped
-    for `max_side`); with `crf`, the dense CRF runs on `crf_pool` (all cores) while the next
-    images are predicted.
+def readable_images(items, max_pixels, skip):
+    """(path, name, uint8 RGB [h, w, 3]) of each (path, name) that decodes within `max_pixels`
+    (0: no limit); skip(path, reason) is told of the others."""
+    for path, name in items:
+        try:
+            image = read_rgb(path, max_pixels, name='it')
+        except ImageTooLarge as e:
+            skip(path, str(e))
+            continue
+        if image is None:
+            skip(path, 'not a readable image')
+            continue
+        yield path, name, image
 
-    Unreadable files are skipped and reported; returns (written count, skipped paths).
+
+def predicted_class_map(predictor, image, max_side=0, tiling=None):
+    """The class map [h, w] of the RGB `image`: by tiles at full resolution with `tiling`
+    (utils.inference.tiling.Tiling), else whole (see predict_capped for `max_side`)."""
+    if tiling:
+        return tiled_class_map(predictor, image, tiling)
+    _, probabilities = predict_capped(predictor, image, max_side)
+    return full_size_class_map(probabilities, image.shape)
+
+
+def crf_inputs(predictor, images, max_side, tiling, skip):
+    """((name, image), image as run, its probabilities) of each (path, name, image) for the
+    CRF; with `tiling`, an image above CRF_MAX_PIXELS is skipped (skip(path, reason)): its
+    probabilities at full size would not fit."""
+    for path, name, image in images:
+        if not tiling:
+            yield ((name, image),) + predict_capped(predictor, image, max_side)
+        elif image.shape[0] * image.shape[1] <= CRF_MAX_PIXELS:
+            yield (name, image), image, tiled_probabilities(predictor, image, tiling)
+        else:
+            skip(path, 'its %dx%d pixels are too many for the dense CRF at full size with '
+                 '--tile (at most %.1f million); predict it without --crf, or without --tile '
+                 '(the CRF then runs at --max_side)' % (image.shape[1], image.shape[0],
+                                                        CRF_MAX_PIXELS / 1e6))
+
+
+def predict_files(predictor, paths, output_dir, crf=False, progress=None, log=print,
+                  max_side=0, crf_pool=None, tiling=None, max_pixels=MAX_IMAGE_PIXELS):
+    """Runs `predictor` on each image path and writes its three outputs (see
+    predicted_class_map for `max_side` and `tiling`); with `crf`, the dense CRF runs on
+    `crf_pool` (all cores) while the next images are predicted.
+
+    Unreadable files, images above `max_pixels` (utils.data.pixels) and, with `tiling` and
+    `crf`, above CRF_MAX_PIXELS are skipped with a line each through `log`; returns (written
+    count, skipped paths).
     """
     config = predictor.config
     palette = make_palette(config.class_colors, config.num_classes)
@@ -125,23 +198,19 @@ def predict_files(predictor, paths, output_dir, crf=False, progress=None, log=pr
     items = list(zip(paths, output_names(paths)))
     skipped = []
 
-    def predictions():
-        for path, name in (progress(items) if progress else items):
-            image = read_rgb(path)
-            if image is None:
-                log('skipped %s: not a readable image' % path)
-                skipped.append(path)
-                continue
-            small, probabilities = predict_capped(predictor, image, max_side)
-            yield (name, image, probabilities), small, probabilities
+    def skip(path, reason):
+        log('skipped %s: %s' % (path, reason))
+        skipped.append(path)
 
+    images = readable_images(progress(items) if progress else items, max_pixels, skip)
     if crf:
+        runs = crf_inputs(predictor, images, max_side, tiling, skip)
         results = ((name, image, full_size_class_map(None, image.shape, crf_map))
-                   for (name, image, _), crf_map in (crf_pool or CrfPool(1)).map(
-                       predictions(), config.crf_params()))
+                   for (name, image), crf_map in (crf_pool or CrfPool(1)).map(
+                       runs, config.crf_params()))
     else:
-        results = ((name, image, full_size_class_map(probabilities, image.shape))
-                   for (name, image, probabilities), _, _ in predictions())
+        results = ((name, image, predicted_class_map(predictor, image, max_side, tiling))
+                   for _, name, image in images)
     written = 0
     for name, image, class_map in results:
         write_prediction(output_dir, name, image, class_map, palette, config.overlay_alpha)

@@ -9,10 +9,17 @@ import tensorflow
 import tensorflow.compat.v1 as tf
 
 from nets import build_network
+from nets.inception_v3_fcn import OUTPUT_STRIDE as INCEPTION_STRIDE
+from nets.mobilenet_v1 import OUTPUT_STRIDE as MOBILENET_STRIDE
+from nets.vgg import OUTPUT_STRIDE as VGG_STRIDE
 from nets.inputs import subtract_mean
-from utils.errors import CheckpointError
+from utils.errors import CheckpointError, error_reason
 from utils.rundir import load_run
 from utils.runtime import session_config
+
+# The smallest image side worth running: every network's coarsest stride, below which the
+# input gives not even one feature of its own at the top, only padding.
+MIN_INPUT_SIDE = max(VGG_STRIDE, MOBILENET_STRIDE, INCEPTION_STRIDE)
 
 
 def build_probabilities(images, config, scales=(1.0,), flip=False):
@@ -51,13 +58,18 @@ def build_view_logits(images, config, scales=(1.0,), flip=False):
 
 
 def restore_model(session, checkpoint, config):
-    """Restores the model variables of the default graph from `checkpoint`."""
+    """Restores the model variables of the default graph from `checkpoint`; CheckpointError
+    naming it when it does not fit the model or is damaged (torn, truncated)."""
     try:
         tf.train.Saver(tf.model_variables()).restore(session, checkpoint)
     except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
         raise CheckpointError('checkpoint %s does not fit the run\'s model %s (another network '
                               'or other settings?): %s' % (checkpoint, config.model,
-                                                           e.message.split('\n')[0])) from None
+                                                           error_reason(e))) from None
+    except tf.errors.OpError as e:
+        raise CheckpointError('checkpoint %s is damaged (%s); give another with --checkpoint '
+                              'or --latest, or train again' % (checkpoint, error_reason(e))
+                              ) from None
 
 
 class Predictor:

@@ -42,23 +42,28 @@ def open_video(spec):
 
 def read_batches(capture, batch_size, frames):
     """Puts lists of up to `batch_size` RGB frames of one size on the queue `frames`, then
-    _END (a thread: decoding overlaps inference)."""
+    _END (a thread: decoding overlaps inference). A decoder error is put on the queue as a
+    DataError before _END, so that the reader of the queue never waits for ever."""
     batch = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frame = frame[..., ::-1]
-        if batch and frame.shape != batch[0].shape:
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frame = frame[..., ::-1]
+            if batch and frame.shape != batch[0].shape:
+                frames.put(batch)
+                batch = []
+            batch.append(frame)
+            if len(batch) == batch_size:
+                frames.put(batch)
+                batch = []
+        if batch:
             frames.put(batch)
-            batch = []
-        batch.append(frame)
-        if len(batch) == batch_size:
-            frames.put(batch)
-            batch = []
-    if batch:
-        frames.put(batch)
-    frames.put(_END)
+    except cv2.error as e:
+        frames.put(DataError('a frame does not decode (%s)' % str(e).strip().split('\n')[-1]))
+    finally:
+        frames.put(_END)
 
 
 def class_maps(predictor, batch, crf_pool, max_side):
@@ -95,6 +100,8 @@ def predict_video(predictor, spec, output_dir, batch_size=4, crf_pool=None, max_
         writer = None
         try:  # the writer picks its container by extension: written as .mp4, then renamed
             for batch in iter(frames.get, _END):
+                if isinstance(batch, DataError):
+                    raise DataError('video %s: %s' % (spec, batch))
                 if writer is None:
                     height, width = batch[0].shape[:2]
                     writer = cv2.VideoWriter(tmp_path + '.mp4', cv2.VideoWriter_fourcc(*FOURCC),
