@@ -54,6 +54,8 @@ def parse_args(argv=None):
     p.add_argument('--max_steps', type=positive_int, help='default: the scenario\'s')
     p.add_argument('--list', action='store_true', help='only print every candidate\'s '
                    'operations and whether it fits')
+    p.add_argument('--retime', action='store_true', help='time the exported candidates again '
+                   'on this machine (nothing is retrained) and rewrite the report')
     args = p.parse_args(argv)
     if not args.list and not (args.work_dir and args.dataset_train and args.dataset_val):
         p.error('--work_dir, --dataset_train and --dataset_val are required (or --list)')
@@ -85,15 +87,23 @@ def chosen(args, scenario, candidates):
     return [by_name[n] for n in names]
 
 
-def measure(runs, candidate, scenario, seconds):
+def measure(runs, candidate, scenario, seconds, retime=False):
     """Exports a trained candidate in the scenario's format at its input size, scores that
     model on the validation records at that size (mIoU, MaxF for two classes) and times it
-    here; the row is kept in NAME.result.json so that a rerun reads it."""
+    here; the row is kept in NAME.result.json so that a rerun reads it (and with `retime`
+    only times the export again, e.g. on the target machine or an idle one)."""
     name = candidate['name']
     record = os.path.join(runs.work_dir, name + '.result.json')
     if os.path.exists(record):
         with open(record) as f:
-            return json.load(f)
+            row = json.load(f)
+        if retime:
+            model = load_exported(row['export_dir'], scenario.format)
+            row['images_per_s'] = 1000.0 / benchmark_latency(model, *row['input_size'])
+            atomic_write_text(record, json.dumps(row, indent=2))
+            print('%s: %.1f images/s (%s), timed again' % (name, row['images_per_s'],
+                                                         scenario.format))
+        return row
     config, checkpoint = load_run(runs.run_dir(name), log=lambda *_: None)
     export_dir = os.path.join(runs.work_dir, name + '_export')
     size = tuple(candidate['input_size'])
@@ -156,7 +166,7 @@ def main(argv=None):
         rows = []
         for candidate, (name, _, path) in zip(picks, variants):
             seconds = runs.train(name, path)
-            rows.append(measure(runs, candidate, scenario, seconds))
+            rows.append(measure(runs, candidate, scenario, seconds, args.retime))
             runs.remove_checkpoints(name, keep_best=True)
         write_report(args.work_dir, rows, scenario)
         return 0

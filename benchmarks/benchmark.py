@@ -65,7 +65,7 @@ def prepare_data(args, work):
     config_path = os.path.join(ROOT, 'configs', 'camvid_fcn8s.yaml')
     if not os.path.isdir(os.path.join(data_dir, 'train')):
         data_dir = write_demo_dataset(os.path.join(work, 'scenes'), 64, 4, 360, 480)
-        config_path = os.path.join(ROOT, 'configs', 'demo.yaml')
+        config_path = os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml')
     records = os.path.join(work, 'train.record')
     bench.conversion_images_per_second(data_dir, 'train', 1, records, config_path)
     return data_dir, records, config_path

@@ -93,6 +93,6 @@ def trained_run(demo_records, tmp_path_factory):
     overrides = {'dataset_train': demo_records[0], 'output_dir': out, 'max_steps': '3',
                  'fc_depth': '16', 'crop_size': '64,64', 'batch_size': '2'}
     with tf.Graph().as_default():
-        train(resolve_config(os.path.join(ROOT, 'configs', 'demo.yaml'), overrides),
+        train(resolve_config(os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml'), overrides),
               log=lambda *_: None)
     return out

@@ -17,7 +17,7 @@ def test_benchmark_prints_every_section(tmp_path):
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, 'benchmarks', 'benchmark.py'),
          '--sections', 'train,inference,crf,convert',
-         '--config', os.path.join(ROOT, 'configs', 'demo.yaml'),
+         '--config', os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml'),
          '--sizes', '64,64', '--steps', '1', '--data_dir', data_dir],
         capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -65,7 +65,7 @@ def test_benchmark_times_the_crf_on_a_runs_real_outputs(tmp_path, trained_run, d
 def test_ablation_trains_each_variant_and_resumes(tmp_path, demo_records):
     import json
     import yaml
-    base = yaml.safe_load(open(os.path.join(ROOT, 'configs', 'demo.yaml')))
+    base = yaml.safe_load(open(os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml')))
     base.update(fc_depth=16, crop_size=[64, 64], batch_size=2, crf=False, num_eval_images=2)
     config = tmp_path / 'base.yaml'
     config.write_text(yaml.safe_dump(base))

@@ -119,3 +119,5 @@ def test_the_loop_trains_within_budget_reports_and_resumes(tmp_path, demo_record
     assert again_code == 0, again
     assert again.count('already trained to step 2, read') == 2
     assert 'training to step' not in again
+    code, retimed = run_script('design_for_budget.py', *args, '--retime')
+    assert code == 0 and retimed.count('timed again') == 2, retimed

@@ -13,7 +13,7 @@ from utils.errors import ConfigError
 from utils.training.monitoring import read_jsonl
 from utils.training.trainer import train
 
-DEMO = os.path.join(ROOT, 'configs', 'demo.yaml')
+DEMO = os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml')
 
 
 def run_losses(demo_records, out, **extra):

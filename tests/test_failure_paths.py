@@ -21,7 +21,7 @@ from utils.fileio import atomic_write_text
 from utils.rundir import RunDir
 from utils.training.trainer import train
 
-DEMO = os.path.join(ROOT, 'configs', 'demo.yaml')
+DEMO = os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml')
 TINY = ['--config', DEMO, '--model', 'fcn32s', '--fc_depth', '8', '--crop_size', '32,32',
         '--batch_size', '1', '--log_every', '1', '--crf', 'false']
 

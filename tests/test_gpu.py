@@ -19,7 +19,7 @@ from utils.training.trainer import train
 
 GPUS = tensorflow.config.list_physical_devices('GPU')
 pytestmark = pytest.mark.skipif(not GPUS, reason='no CUDA GPU visible to TensorFlow')
-DEMO = os.path.join(ROOT, 'configs', 'demo.yaml')
+DEMO = os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml')
 STEPS = 30
 
 

@@ -18,7 +18,7 @@ from utils.training.monitoring import read_jsonl
 from utils.data.records import (KEY_ENCODED, KEY_FILENAME, KEY_FORMAT, KEY_HEIGHT,
                                 KEY_LABEL, KEY_LABEL_FORMAT, KEY_WIDTH, count_records)
 
-DEMO = os.path.join(ROOT, 'configs', 'demo.yaml')
+DEMO = os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml')
 TINY = ['--config', DEMO, '--model', 'fcn32s', '--fc_depth', '16', '--crop_size', '32,32',
         '--batch_size', '1', '--log_every', '1']
 

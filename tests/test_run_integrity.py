@@ -17,7 +17,7 @@ from utils.rundir import LOCK_FILENAME, RunDir, load_run
 from utils.training.monitoring import keep_steps_up_to, read_jsonl
 from utils.training.trainer import train
 
-DEMO = os.path.join(ROOT, 'configs', 'demo.yaml')
+DEMO = os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml')
 
 
 def tiny_config(**overrides):

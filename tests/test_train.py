@@ -14,7 +14,7 @@ from utils.training.initialization import make_init_fn
 from utils.training.trainer import train
 from utils.visualization import SAMPLE_KINDS
 
-FAST = ['--config', os.path.join(ROOT, 'configs', 'demo.yaml'), '--fc_depth', '16',
+FAST = ['--config', os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml'), '--fc_depth', '16',
         '--batch_size', '2', '--crop_size', '64,64', '--log_every', '1']
 
 
@@ -116,7 +116,7 @@ def test_output_dir_of_another_network_is_refused(demo_records, tmp_path):
     out = str(tmp_path / 'run')
     overrides = {'dataset_train': demo_records[0], 'output_dir': out, 'max_steps': '1',
                  'fc_depth': '16', 'crop_size': '64,64', 'batch_size': '1'}
-    config_path = os.path.join(ROOT, 'configs', 'demo.yaml')
+    config_path = os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml')
     train(resolve_config(config_path, overrides), log=lambda *_: None)
     other = dict(overrides, num_classes=str(DEMO_NUM_CLASSES + 1), class_colors='',
                  class_names='')

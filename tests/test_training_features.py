@@ -19,7 +19,7 @@ from utils.training.optimization import Optimizers, build_train_op, learning_rat
 from utils.data.preprocessing import preprocess_for_train
 from utils.training.trainer import train
 
-DEMO = os.path.join(ROOT, 'configs', 'demo.yaml')
+DEMO = os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml')
 FAST = {'fc_depth': '16', 'crop_size': '64,64', 'batch_size': '2', 'log_every': '1'}
 
 

@@ -153,7 +153,7 @@ def test_each_model_trains_a_few_steps(model, extra, demo_records, tmp_path):
                       'crop_size': '64,64', 'batch_size': '2', 'num_eval_images': '1',
                       'crf': 'false'}, **extra)
     with tf.Graph().as_default():
-        summary = train(resolve_config(os.path.join(ROOT, 'configs', 'demo.yaml'), overrides),
+        summary = train(resolve_config(os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml'), overrides),
                         log=lambda *_: None)
     assert summary['step'] == 2 and summary['validation']['num_images'] == 1
 
@@ -161,7 +161,7 @@ def test_each_model_trains_a_few_steps(model, extra, demo_records, tmp_path):
 def test_staged_training_fcn32s_to_fcn16s(demo_records, tmp_path):
     base = {'dataset_train': demo_records[0], 'max_steps': '1', 'fc_depth': '16',
             'crop_size': '64,64', 'batch_size': '1'}
-    config_path = os.path.join(ROOT, 'configs', 'demo.yaml')
+    config_path = os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml')
     run32 = str(tmp_path / 'fcn32s')
     with tf.Graph().as_default():
         train(resolve_config(config_path, dict(base, model='fcn32s', output_dir=run32)),
