@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= build/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint gpu-check setup clean
+.PHONY: demo test lint gpu-check setup dev-setup clean
 
 setup: $(VENV)/.installed
 
@@ -17,6 +17,13 @@ $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+# Tests and lint also need requirements-dev.txt.
+dev-setup: $(VENV)/.installed-dev
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
 demo: setup
@@ -29,13 +36,13 @@ demo: setup
 	$(PY) train.py --config configs/demo.yaml --dataset_train $(DEMO_DIR)/train.record \
 	    --dataset_val $(DEMO_DIR)/val.record --output_dir $(DEMO_DIR)/run
 
-test: setup
+test: dev-setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: setup
+lint: dev-setup
 	$(PY) -m ruff check .
 
-gpu-check: setup
+gpu-check: dev-setup
 	if command -v nvidia-smi >/dev/null; then \
 	    $(PY) -m pip install --quiet 'tensorflow[and-cuda]==2.21.0'; fi
 	$(PY) -c "import shutil, subprocess, sys, tensorflow as tf; \

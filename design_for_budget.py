@@ -15,7 +15,6 @@ WORK_DIR/NAME (resumable: a rerun reads what is done) and its export in WORK_DIR
 import dataclasses
 import json
 import os
-import platform
 import sys
 
 from utils.startup import import_tensorflow_quietly
@@ -33,7 +32,7 @@ from utils.errors import ConfigError  # noqa: E402
 from utils.evaluation.binary import positive_class_of  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
 from utils.rundir import load_run  # noqa: E402
-from utils.runtime import setup_tensorflow  # noqa: E402
+from utils.runtime import cpu_class, setup_tensorflow  # noqa: E402
 from utils.training.variants import VariantRuns  # noqa: E402
 
 
@@ -125,7 +124,7 @@ def measure(runs, candidate, scenario, seconds, retime=False):
 def write_report(work_dir, rows, scenario):
     front = pareto_front(rows)
     best = best_candidate(rows, scenario)
-    machine = '%s (%d cores)' % (platform.processor() or platform.machine(), os.cpu_count())
+    machine = cpu_class()
     text = report_markdown(rows, scenario, best, front, machine)
     atomic_write_text(os.path.join(work_dir, 'tradeoff.md'), text)
     atomic_write_text(os.path.join(work_dir, 'tradeoff.json'), json.dumps(

@@ -40,6 +40,23 @@ def cpu_bfloat16_flags(cpuinfo='/proc/cpuinfo'):
     return tuple(flag for flag in BFLOAT16_CPU_FLAGS if flag in flags)
 
 
+def cpu_class(cpuinfo='/proc/cpuinfo', environ=None):
+    """'MODEL NAME, N cores, AVX512-BF16' (or 'AVX2 only', or 'AVX2 class by
+    ONEDNN_MAX_CPU_ISA=AVX2'): the class of CPU that figures measured here come from."""
+    model = ''
+    try:
+        with open(cpuinfo) as f:
+            model = next((line.split(':', 1)[1].strip() for line in f
+                          if line.startswith('model name')), '')
+    except OSError:
+        pass
+    capped = onednn_isa_cap(os.environ if environ is None else environ)
+    kind = ('AVX2 class by ONEDNN_MAX_CPU_ISA=%s' % capped if capped and
+            cpu_bfloat16_flags(cpuinfo) else 'AVX512-BF16' if cpu_bfloat16_flags(cpuinfo)
+            else 'no bfloat16 (AVX2 class)')
+    return '%s, %d cores, %s' % (model or 'unknown CPU', os.cpu_count() or 1, kind)
+
+
 def resolve_precision(precision, distribution='none', gpus=None, bf16_flags=None, environ=None):
     """Precision 'auto' -> (concrete precision, why); others come back as they are.
 

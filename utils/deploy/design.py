@@ -230,11 +230,12 @@ def plot_tradeoff(path, rows, scenario, front):
         axis.axvline(line, color='tab:gray', ls='--', label=label % line)
         axis.set_ylabel('validation mIoU (%)')
         axis.grid(alpha=0.3)
-        axis.legend(loc='lower right', fontsize=8)
+        axis.margins(x=0.25, y=0.12)  # room for the names beside the points
+        axis.legend(loc='best', fontsize=8)
     points = sorted((r['gops_needed'], 100 * r['mean_iou']) for r in rows if r['name'] in front)
     if points:
         ops_axis.plot(*zip(*points), color='tab:red', lw=1, label='Pareto front')
-        ops_axis.legend(loc='lower right', fontsize=8)
+        ops_axis.legend(loc='best', fontsize=8)
     ops_axis.set_xlabel('GOPS needed for %d x %g fps' % (scenario.cameras, scenario.fps))
     speed_axis.set_xlabel('measured images/s (%s, batch 1)' % scenario.format)
     fig.suptitle('Scenario %s' % scenario.name)
