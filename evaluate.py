@@ -195,8 +195,9 @@ def binary_lines(result, names):
 def data_warnings(data):
     """Lines that tell the user the score is not of the whole record set (damaged files,
     records skipped), or nothing."""
-    lines = ['warning: %s is damaged: only its first %d record(s) were scored (%s)'
-             % (d['path'], d['readable_records'], d['damage']) for d in data['damaged_files']]
+    lines = ['warning: %s is damaged: only its first %d record(s) are readable, the rest was '
+             'not scored (%s)' % (d['path'], d['readable_records'], d['damage'])
+             for d in data['damaged_files']]
     if data['skipped_records']:
         lines.append('warning: %d record(s) skipped: %s' % (
             len(data['skipped_records']), '; '.join(data['skipped_records'][:5])))
@@ -218,9 +219,16 @@ def main(argv=None):
             config = dataclasses.replace(config, crf=args.crf)
         if settings:
             config = with_crf_settings(config, settings)
-        if not args.crf_search:  # one value of a CRF setting: evaluate with it
-            config = dataclasses.replace(config, **{
-                key: getattr(args, key)[0] for key in CRF_SEARCH_KEYS if getattr(args, key)})
+        given = {key: getattr(args, key) for key in CRF_SEARCH_KEYS if getattr(args, key)}
+        if given and args.crf is False:
+            raise ConfigError('--no-crf and --%s contradict each other; give one'
+                              % list(given)[0])
+        if given and not args.crf_search:  # one value of a CRF setting: evaluate with it
+            config = dataclasses.replace(config, crf=True,
+                                         **{key: values[0] for key, values in given.items()})
+        for key, values in given.items():  # every value of a search grid in range too
+            for value in values:
+                dataclasses.replace(config, **{key: value})
         output_folder(args.output_dir, '--output_dir')
         if args.crf_search:
             run_crf_search(args, config, checkpoint)

@@ -25,7 +25,7 @@ from utils.cli import (job_parser, list_of, non_negative_int, output_folder,  # 
                        positive_int, run_job)
 from utils.crf import CrfPool  # noqa: E402
 from utils.data.pixels import MAX_IMAGE_PIXELS, PIXELS_FLAG  # noqa: E402
-from utils.inference.exported import ExportedPredictor  # noqa: E402
+from utils.deploy.exported import ExportedPredictor  # noqa: E402
 from utils.errors import ConfigError, DataError  # noqa: E402
 from utils.evaluation.crf_search import (searched_crf_settings,  # noqa: E402
                                          with_crf_settings)

@@ -24,7 +24,8 @@ def write_scenario(tmp_path, budget_gops, **extra):
                   batch_norm_decay=0.9, crf=False, num_eval_images=2)
     (tmp_path / 'tiny.yaml').write_text(yaml.safe_dump(config))
     scenario = dict(GRID, config='tiny.yaml', cameras=2, fps=10, budget_gops=budget_gops,
-                    num_trained=2, max_steps=2, format='saved_model', **extra)
+                    num_trained=2, max_steps=2, format='saved_model')
+    scenario.update(extra)
     path = tmp_path / 'scenario.yaml'
     path.write_text(yaml.safe_dump(scenario))
     return str(path)
@@ -121,3 +122,23 @@ def test_the_loop_trains_within_budget_reports_and_resumes(tmp_path, demo_record
     assert 'training to step' not in again
     code, retimed = run_script('design_for_budget.py', *args, '--retime')
     assert code == 0 and retimed.count('timed again') == 2, retimed
+
+
+def test_a_scenario_format_that_cannot_be_timed_is_refused_before_training(tmp_path):
+    for fmt in ('onxx', 'tflite_int8'):
+        with pytest.raises(ConfigError, match='format %r is not one of' % fmt):
+            load_scenario(write_scenario(tmp_path, 1.0, format=fmt))
+    path = write_scenario(tmp_path, 1.0)
+    text = open(path).read().replace('cameras: 2', 'cameras: two')
+    open(path, 'w').write(text)
+    with pytest.raises(ConfigError, match='scenario'):
+        load_scenario(path)
+
+
+def test_variant_runs_hold_paths_given_from_any_folder(tmp_path, monkeypatch):
+    from utils.training.variants import VariantRuns
+    monkeypatch.chdir(tmp_path)
+    runs = VariantRuns({'num_classes': 2}, 'work', 2, 'a.record,b-*.record', 'v.record', 'c.ckpt')
+    assert runs.work_dir == str(tmp_path / 'work')
+    assert runs.dataset_train == '%s,%s' % (tmp_path / 'a.record', tmp_path / 'b-*.record')
+    assert runs.checkpoint_path == str(tmp_path / 'c.ckpt')

@@ -21,7 +21,7 @@ from utils.data.pixels import PIXELS_FLAG
 from utils.deploy.export import export_model as export_run, remove_killed_exports
 from utils.errors import DataError
 from utils.inference import image_files, video
-from utils.inference.exported import ExportedPredictor
+from utils.deploy.exported import ExportedPredictor
 from utils.inference.image_files import predict_files
 from utils.inference.predictor import Predictor
 from utils.inference.tiling import Tiling, tiled_class_map

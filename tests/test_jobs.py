@@ -253,3 +253,15 @@ def test_each_crf_setting_has_one_name_and_a_checked_range(trained_run, demo_rec
                         '--output_dir', str(tmp_path / 'e'), '--crf_bilateral_sxy', '0',
                         '--draw', 'none')
     assert code == 1 and 'crf_bilateral_sxy (a kernel width) must be > 0' in log, log
+    code, log = run_job('evaluate.py', '--run_dir', trained_run, '--dataset', demo_records[1],
+                        '--output_dir', str(tmp_path / 'e'), '--crf_search', '2',
+                        '--crf_bilateral_sxy', '0,30')
+    assert code == 1 and 'crf_bilateral_sxy (a kernel width) must be > 0' in log, log
+    code, log = run_job('evaluate.py', '--run_dir', trained_run, '--dataset', demo_records[1],
+                        '--output_dir', str(tmp_path / 'e'), '--crf_bilateral_sxy', '50',
+                        '--no-crf')
+    assert code == 1 and 'contradict' in log, log
+    code, log = run_job('evaluate.py', '--run_dir', trained_run, '--dataset', demo_records[1],
+                        '--output_dir', str(tmp_path / 'e'), '--positive_class', 'bus')
+    assert code == 1 and 'error: --positive_class bus is no class' in log, log
+    assert 'Traceback' not in log

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import evaluate
+from utils.errors import ConfigError
 from utils.evaluation.binary import NUM_BINS, BinaryCurve, positive_class_of
 
 
@@ -56,7 +57,7 @@ def test_the_positive_class_of_a_config():
     demo = resolve_config(os.path.join(root, 'configs', 'demo.yaml'))
     assert positive_class_of(demo) is None
     assert positive_class_of(demo, 'car') == 3 and positive_class_of(demo, '2') == 2
-    with pytest.raises(ValueError, match='--positive_class bus is no class'):
+    with pytest.raises(ConfigError, match='--positive_class bus is no class'):
         positive_class_of(demo, 'bus')
 
 

@@ -57,8 +57,8 @@ def test_evaluation_of_a_cut_record_file_says_how_much_it_scored(trained_run, de
     code, log = run_evaluate(capsys, trained_run, cut, out)
     assert code == 0, log
     assert ('%s is damaged after record %d' % (cut, readable.count)) in log
-    assert ('warning: %s is damaged: only its first %d record(s) were scored'
-            % (cut, readable.count)) in log
+    assert ('warning: %s is damaged: only its first %d record(s) are readable, the rest was '
+            'not scored' % (cut, readable.count)) in log
     metrics = json.load(open(os.path.join(out, 'metrics.json')))
     assert metrics['num_images'] == readable.count
     assert metrics['data']['damaged_files'][0]['path'] == cut
@@ -304,3 +304,15 @@ def test_make_example_roundtrip_still_reads(tmp_path):
     path = write_records(str(tmp_path / 'one.record'), [
         make_example(image, 'png', label, 4, 5, 'a.png').SerializeToString()])
     assert scan_records([path], check_schema=True)[0].count == 1
+
+
+def test_patterns_find_sharded_conversions_and_empty_files_are_named(demo_records, tmp_path):
+    for index in range(2):
+        shutil.copyfile(demo_records[1], str(tmp_path / ('x_val.record-%05d-of-00002' % index)))
+    found = resolve_record_paths(str(tmp_path / '*_val.record'))
+    assert [os.path.basename(p) for p in found] == ['x_val.record-00000-of-00002',
+                                                    'x_val.record-00001-of-00002']
+    empty = tmp_path / 'empty.record'
+    empty.write_bytes(b'')
+    with pytest.raises(DataError, match='TFRecord file %s is empty' % empty):
+        resolve_record_paths('%s,%s' % (demo_records[1], empty))

@@ -299,7 +299,8 @@ def resolve_record_paths(spec, log=None):
     paths = []
     for part in [spec] if os.path.exists(spec) else split_list(spec):
         matches = [part] if os.path.exists(part) else (
-            sorted(glob.glob(part)) or sorted(glob.glob(glob.escape(part) + SHARD_GLOB)))
+            sorted(glob.glob(part)) or sorted(glob.glob(glob.escape(part) + SHARD_GLOB))
+            or sorted(glob.glob(part + SHARD_GLOB)))  # a pattern of sharded conversions
         if not matches:
             listed = (' (read as the list %s: files are separated by commas)'
                       % split_list(spec) if ',' in spec else '')
@@ -308,10 +309,11 @@ def resolve_record_paths(spec, log=None):
         if log and matches != [part]:
             log('%s matched %d file(s): %s' % (part, len(matches), ', '.join(matches)))
         paths.extend(matches)
-    non_empty = [path for path in paths if os.path.getsize(path) > 0]  # an empty shard holds
-    if not non_empty:                                                   # nothing to lose
-        raise DataError('TFRecord file %s is empty; convert the dataset again' % paths[0])
-    return non_empty
+    empty = [path for path in paths if not os.path.getsize(path)]
+    if empty:
+        raise DataError('TFRecord file %s is empty; convert the dataset again or leave it out'
+                        % empty[0])
+    return paths
 
 
 # One record file read through: its readable records, and what stopped the reading early.

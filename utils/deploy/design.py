@@ -25,11 +25,16 @@ import numpy as np
 import yaml
 
 from utils.config import resolve_config
+from utils.deploy.export import FORMATS
 from utils.deploy.operations import budget, count_ops
 from utils.deploy.tflite_model import record_pairs
 from utils.errors import ConfigError
 from utils.evaluation.scoring import Scorer
 from utils.fileio import atomic_path, atomic_write_text
+
+
+# The exported formats a scenario can time (utils.deploy.export.FORMATS but the calibrated one).
+SCENARIO_FORMATS = tuple(f for f in FORMATS if f != 'tflite_int8')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +75,10 @@ def load_scenario(path):
     try:
         values['config'] = os.path.join(os.path.dirname(os.path.abspath(path)),
                                         values['config'])
+        for key, kind in (('cameras', int), ('fps', float), ('budget_gops', float),
+                          ('num_trained', int), ('max_steps', int)):
+            if key in values:
+                values[key] = kind(values[key])
         values['input_sizes'] = tuple(tuple(int(v) for v in s) for s in
                                       values.get('input_sizes', Scenario.input_sizes))
         for key in ('depth_multipliers', 'classifier_kernels', 'classifier_depths'):
@@ -82,6 +91,10 @@ def load_scenario(path):
            scenario.max_steps) <= 0:
         raise ConfigError('scenario %s: cameras, fps, budget_gops, num_trained and max_steps '
                           'must be > 0' % path)
+    if scenario.format not in SCENARIO_FORMATS:
+        raise ConfigError('scenario %s: format %r is not one of %s (tflite_int8 needs '
+                          'calibration records: export the chosen candidate with export_model.py)'
+                          % (path, scenario.format, ', '.join(SCENARIO_FORMATS)))
     return scenario
 
 

@@ -15,6 +15,8 @@ perspective transform of the road plane, so they are not the same numbers.
 """
 import numpy as np
 
+from utils.errors import ConfigError
+
 # Thresholds 0, 1/1000, ..., 999/1000: a pixel is called positive when its probability is
 # >= the threshold. KittiSeg uses 256 (k/255); a finer grid moves MaxF by < 1e-3.
 NUM_BINS = 1000
@@ -79,14 +81,14 @@ def average_precision(precision, recall):
 def positive_class_of(config, choice=None):
     """The positive class index: `choice` (a class name or index), else for a two-class config
     the class named 'road' (KITTI road) or class 1; None for other configs (no binary
-    scores). Raises ValueError naming the choice when it is no class."""
+    scores). Raises ConfigError naming the choice when it is no class."""
     names = list(config.class_names)
     if choice is not None:
         if str(choice) in names:
             return names.index(str(choice))
         if str(choice).isdigit() and int(choice) < config.num_classes:
             return int(choice)
-        raise ValueError('--positive_class %s is no class of the run (%s)'
+        raise ConfigError('--positive_class %s is no class of the run (%s)'
                          % (choice, ', '.join(names) or '0..%d' % (config.num_classes - 1)))
     if config.num_classes != 2:
         return None

@@ -160,8 +160,9 @@ def legend_html(names, palette):
 def settings_section(settings, data):
     """The settings that produced the scores, and what was read (damaged files named)."""
     rows = ''.join('<tr><td>%s</td><td>%s</td></tr>' % (_e(k), _e(v)) for k, v in settings)
-    warnings = ''.join('<p class="warn">%s is damaged: only its first %d record(s) were scored '
-                       '(%s)</p>' % (_e(d['path']), d['readable_records'], _e(d['damage']))
+    warnings = ''.join('<p class="warn">%s is damaged: only its first %d record(s) are '
+                       'readable, the rest was not scored (%s)</p>'
+                       % (_e(d['path']), d['readable_records'], _e(d['damage']))
                        for d in data['damaged_files'])
     if data['skipped_records']:
         warnings += '<p class="warn">%d record(s) skipped: %s</p>' % (

@@ -20,6 +20,7 @@ import time
 
 import yaml
 
+from utils.cli import split_list
 from utils.config import load_yaml, resolve_config
 from utils.errors import ConfigError
 from utils.fileio import atomic_write_text
@@ -29,15 +30,22 @@ from utils.training.monitoring import read_jsonl
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def absolute_list(spec):
+    """A comma list of record paths or patterns with each item made absolute."""
+    return ','.join(os.path.abspath(item) for item in split_list(spec)) if spec else spec
+
+
 class VariantRuns:
     """Variants of the config `base` (a YAML path or a dict of keys), each in WORK_DIR/NAME."""
 
     def __init__(self, base, work_dir, max_steps, dataset_train, dataset_val,
                  checkpoint_path='', eval_every=None):
         self.base = load_yaml(base) if isinstance(base, str) else dict(base)
-        self.work_dir, self.max_steps = work_dir, max_steps
-        self.dataset_train, self.dataset_val = dataset_train, dataset_val
-        self.checkpoint_path = checkpoint_path
+        # train.py runs from the repository root: paths given from elsewhere must still hold.
+        self.work_dir, self.max_steps = os.path.abspath(work_dir), max_steps
+        self.dataset_train = absolute_list(dataset_train)
+        self.dataset_val = absolute_list(dataset_val)
+        self.checkpoint_path = os.path.abspath(checkpoint_path) if checkpoint_path else ''
         self.eval_every = eval_every or max(max_steps // 3, 1)
 
     def run_dir(self, name):
