@@ -142,3 +142,21 @@ def test_variant_runs_hold_paths_given_from_any_folder(tmp_path, monkeypatch):
     assert runs.work_dir == str(tmp_path / 'work')
     assert runs.dataset_train == '%s,%s' % (tmp_path / 'a.record', tmp_path / 'b-*.record')
     assert runs.checkpoint_path == str(tmp_path / 'c.ckpt')
+
+
+def test_exported_models_are_scored_at_their_input_size_with_maxf(demo_records):
+    """score_exported: mIoU from the model's classes and MaxF from its probabilities of the
+    positive class, on the records resized to the model's input size."""
+    import numpy as np
+    from utils.deploy.design import score_exported
+    from utils.deploy.tflite_model import record_pairs
+
+    def perfect(images):  # a model that returns the ground truth (looked up by the image)
+        label = truth[images[0].tobytes()]
+        probabilities = np.eye(4, dtype=np.float32)[np.minimum(label, 3)][None]
+        return [label[None].astype(np.int32), probabilities]
+
+    truth = {image.tobytes(): label for image, label in record_pairs(demo_records[1], (32, 48))}
+    mean_iou, max_f = score_exported(perfect, demo_records[1], (32, 48), 4, positive_class=2)
+    assert mean_iou == pytest.approx(1.0) and max_f == pytest.approx(1.0)
+    assert score_exported(perfect, demo_records[1], (32, 48), 4)[1] is None
