@@ -20,8 +20,8 @@ from utils.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-from utils.cli import (job_parser, list_of, non_negative_int, output_folder,  # noqa: E402
-                       run_job)
+from utils.cli import (add_run_flags, job_parser, list_of,  # noqa: E402
+                       non_negative_int, output_folder, run_job)
 from utils.config import CRF_SEARCH_KEYS  # noqa: E402
 from utils.crf import CrfPool  # noqa: E402
 from utils.data.pixels import MAX_IMAGE_PIXELS, PIXELS_FLAG  # noqa: E402
@@ -47,11 +47,7 @@ SEARCH_GRID = {'crf_bilateral_compat': (3, 5, 10), 'crf_bilateral_sxy': (30, 60,
 
 def parse_args(argv=None):
     p = job_parser(__doc__)
-    p.add_argument('--run_dir', required=True, help='a training --output_dir')
-    p.add_argument('--checkpoint', help='checkpoint prefix (default: the run\'s best by '
-                   'validation mIoU, else its latest)')
-    p.add_argument('--latest', action='store_true',
-                   help='use the run\'s latest checkpoint, not its best')
+    add_run_flags(p)
     p.add_argument('--dataset', required=True, help='TFRecord file(s), comma-separated or glob')
     p.add_argument('--output_dir', required=True)
     p.add_argument('--crf', action=argparse.BooleanOptionalAction, default=None,

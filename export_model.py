@@ -18,8 +18,8 @@ from utils.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-from utils.cli import (job_parser, list_of, non_negative_float, positive_int,  # noqa: E402
-                       run_job)
+from utils.cli import (add_run_flags, job_parser, list_of,  # noqa: E402
+                       non_negative_float, positive_int, run_job)
 from utils.deploy.export import (FORMATS, PARITY_TOLERANCE, REPORT_FILENAME,  # noqa: E402
                                  benchmark_latency, compare_mean_iou, export_model, format_path,
                                  load_exported, parity_check, size_on_disk)
@@ -33,11 +33,7 @@ from utils.runtime import setup_tensorflow  # noqa: E402
 
 def parse_args(argv=None):
     p = job_parser(__doc__)
-    p.add_argument('--run_dir', required=True, help='a training --output_dir')
-    p.add_argument('--checkpoint', help='checkpoint prefix (default: the run\'s best by '
-                   'validation mIoU, else its latest)')
-    p.add_argument('--latest', action='store_true',
-                   help='use the run\'s latest checkpoint, not its best')
+    add_run_flags(p)
     p.add_argument('--export_dir', required=True, help='SavedModel folder to create')
     p.add_argument('--formats', type=list_of(str, example='saved_model,frozen_graph'),
                    default=('saved_model',), help='saved_model (always written), '

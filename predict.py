@@ -21,8 +21,8 @@ import_tensorflow_quietly()
 
 from tqdm import tqdm  # noqa: E402
 
-from utils.cli import (job_parser, list_of, non_negative_int, output_folder,  # noqa: E402
-                       positive_int, run_job)
+from utils.cli import (add_run_flags, job_parser, list_of,  # noqa: E402
+                       non_negative_int, output_folder, positive_int, run_job)
 from utils.crf import CrfPool  # noqa: E402
 from utils.data.pixels import MAX_IMAGE_PIXELS, PIXELS_FLAG  # noqa: E402
 from utils.deploy.exported import ExportedPredictor  # noqa: E402
@@ -39,14 +39,10 @@ from utils.runtime import setup_tensorflow  # noqa: E402
 def parse_args(argv=None):
     p = job_parser(__doc__)
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument('--run_dir', help='a training --output_dir')
+    add_run_flags(p, run_dir_to=source)
     source.add_argument('--exported', help='an export_model.py folder (SavedModel) or one of '
                         'its models (frozen_inference_graph.pb, model.onnx, model.tflite, '
                         'model_int8.tflite)')
-    p.add_argument('--checkpoint', help='checkpoint prefix (default: the run\'s best by '
-                   'validation mIoU, else its latest)')
-    p.add_argument('--latest', action='store_true',
-                   help='use the run\'s latest checkpoint, not its best')
     p.add_argument('--input', nargs='+', required=True,
                    help='images, folders or glob patterns; videos (.mp4, .avi, ...) or a camera '
                    'index (0) give NAME_overlay.mp4')

@@ -37,6 +37,19 @@ CONV_DEFS = [
 ]
 ENDPOINTS = ['Conv2d_0'] + ['Conv2d_%d_pointwise' % i for i in range(1, 14)]
 FCN8S_SKIPS = (('Conv2d_11_pointwise', 16), ('Conv2d_5_pointwise', 8))
+
+
+def settings_problem(model, final_endpoint):
+    """What is wrong with the MobileNet settings of a config for `model` (a MobileNet FCN or
+    another network, whose MobileNet settings are then unused), or None."""
+    if not model.startswith('mobilenet_v1'):
+        return None
+    if final_endpoint not in ENDPOINTS:
+        return 'final_endpoint must be one of %s, got %r' % (', '.join(ENDPOINTS), final_endpoint)
+    if model == 'mobilenet_v1_fcn8s' and final_endpoint != ENDPOINTS[-1]:
+        return ('model mobilenet_v1_fcn8s takes its skips below %s: leave final_endpoint at '
+                'that, got %r' % (ENDPOINTS[-1], final_endpoint))
+    return None
 MIN_DEPTH = 8
 OUTPUT_STRIDE = 32
 SCOPE = 'MobilenetV1'

@@ -18,6 +18,20 @@ def job_parser(doc):
     return argparse.ArgumentParser(description=doc.split('\n')[0], allow_abbrev=False)
 
 
+def add_run_flags(parser, run_dir_to=None):
+    """--run_dir, --checkpoint and --latest, the flags of every job that reads a training run
+    (utils.rundir.load_run); --run_dir goes to `run_dir_to` (e.g. a mutually exclusive group
+    of other sources) when given, else it is required."""
+    if run_dir_to is None:
+        parser.add_argument('--run_dir', required=True, help='a training --output_dir')
+    else:
+        run_dir_to.add_argument('--run_dir', help='a training --output_dir')
+    parser.add_argument('--checkpoint', help='checkpoint prefix (default: the run\'s best by '
+                        'validation mIoU, else its latest)')
+    parser.add_argument('--latest', action='store_true',
+                        help='use the run\'s latest checkpoint, not its best')
+
+
 def split_list(text, separator=','):
     """'a, b,,c' -> ['a', 'b', 'c']: items stripped, blank ones dropped."""
     return [item.strip() for item in text.split(separator) if item.strip()]

@@ -14,7 +14,7 @@ import yaml
 
 from nets import MODELS, NETWORK_ARGS
 from nets.fcn import HEAD_SCOPE
-from nets.mobilenet_v1 import ENDPOINTS
+from nets.mobilenet_v1 import settings_problem as mobilenet_settings_problem
 from utils import crf as crf_defaults
 from utils.cli import split_list
 from utils.data.records import IGNORE_LABEL
@@ -225,14 +225,10 @@ class Config:
     def _validate_network(self):
         if self.model not in MODELS:
             raise ConfigError('model must be one of %s, got %r' % (', '.join(MODELS), self.model))
-        if self.model.startswith('mobilenet_v1') and self.final_endpoint not in ENDPOINTS:
-            raise ConfigError('final_endpoint must be one of %s, got %r'
-                              % (', '.join(ENDPOINTS), self.final_endpoint))
-        if self.model == 'mobilenet_v1_fcn8s' and self.final_endpoint != ENDPOINTS[-1]:
-            raise ConfigError('model mobilenet_v1_fcn8s takes its skips below %s: leave '
-                              'final_endpoint at that, got %r'
-                              % (ENDPOINTS[-1], self.final_endpoint))
-        if self.depth_multiplier <= 0:
+        problem = mobilenet_settings_problem(self.model, self.final_endpoint)
+        if problem:
+            raise ConfigError(problem)
+        if self.depth_multiplier <= 0:  # MobileNet and Inception FCNs
             raise ConfigError('depth_multiplier must be positive, got %r' % self.depth_multiplier)
 
     def _validate_choices(self):
