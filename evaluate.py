@@ -30,7 +30,7 @@ from utils.evaluation.crf_search import (collect_probabilities, crf_search,  # n
                                          format_search_table, searched_crf_settings,
                                          with_crf_settings)
 from utils.evaluation.reports import class_names_of, per_class_markdown, write_reports  # noqa: E402
-from utils.evaluation.scoring import evaluate  # noqa: E402
+from utils.evaluation.scoring import data_warnings, evaluate  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
 from utils.evaluation.binary import positive_class_of  # noqa: E402
 from utils.evaluation.report_page import write_report_page  # noqa: E402
@@ -139,7 +139,8 @@ def run_evaluation(args, config, checkpoint, checkpoint_why):
                              report_settings(args, config, checkpoint, result),
                              training_story(args, checkpoint_why))
     print(per_class_markdown(result, names))
-    for line in data_warnings(result['data']) + binary_lines(result, names):
+    for line in ['warning: ' + w for w in data_warnings(result['data'])] + binary_lines(
+            result, names):
         print(line)
     print('%d images: mIoU %.4f, pixel accuracy %.4f, mean accuracy %.4f, fwIoU %.4f%s'
           % (result['num_images'], result['mean_iou'], result['pixel_accuracy'],
@@ -186,18 +187,6 @@ def binary_lines(result, names):
                 names[binary['positive_class']], binary['max_f'], binary['average_precision'],
                 binary['threshold'], binary['precision'], binary['recall'], binary['fpr'] or 0,
                 binary['fnr'])]
-
-
-def data_warnings(data):
-    """Lines that tell the user the score is not of the whole record set (damaged files,
-    records skipped), or nothing."""
-    lines = ['warning: %s is damaged: only its first %d record(s) are readable, the rest was '
-             'not scored (%s)' % (d['path'], d['readable_records'], d['damage'])
-             for d in data['damaged_files']]
-    if data['skipped_records']:
-        lines.append('warning: %d record(s) skipped: %s' % (
-            len(data['skipped_records']), '; '.join(data['skipped_records'][:5])))
-    return lines
 
 
 def main(argv=None):

@@ -84,15 +84,32 @@ def require(path, what):
         pytest.skip('%s not found at %s (shared data absent)' % (what, path))
 
 
+DEMO_CONFIG = os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml')
+
+
+def tiny_config(**overrides):
+    """The demo FCN at its smallest (FCN-32s, fc_depth 8, 32x32 crops of batch 1, no CRF),
+    with `overrides` (config keys -> values)."""
+    from utils.config import resolve_config
+    values = {'model': 'fcn32s', 'fc_depth': '8', 'crop_size': '32,32', 'batch_size': '1',
+              'crf': 'false', 'log_every': '1'}
+    values.update({k: str(v) for k, v in overrides.items()})
+    return resolve_config(DEMO_CONFIG, values)
+
+
+def train_demo_run(train_record, out, max_steps):
+    """Trains FCN-8s (fc_depth 16, 64x64 crops of batch 2) on the demo records into `out`, in
+    a graph of its own; returns `out`."""
+    from utils.config import resolve_config
+    from utils.training.trainer import train
+    overrides = {'dataset_train': train_record, 'output_dir': out, 'max_steps': str(max_steps),
+                 'fc_depth': '16', 'crop_size': '64,64', 'batch_size': '2'}
+    with tf.Graph().as_default():
+        train(resolve_config(DEMO_CONFIG, overrides), log=lambda *_: None)
+    return out
+
+
 @pytest.fixture(scope='session')
 def trained_run(demo_records, tmp_path_factory):
     """A tiny FCN-8s run (a few steps on the demo records): its output dir."""
-    from utils.config import resolve_config
-    from utils.training.trainer import train
-    out = str(tmp_path_factory.mktemp('run') / 'run')
-    overrides = {'dataset_train': demo_records[0], 'output_dir': out, 'max_steps': '3',
-                 'fc_depth': '16', 'crop_size': '64,64', 'batch_size': '2'}
-    with tf.Graph().as_default():
-        train(resolve_config(os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml'), overrides),
-              log=lambda *_: None)
-    return out
+    return train_demo_run(demo_records[0], str(tmp_path_factory.mktemp('run') / 'run'), 3)

@@ -11,7 +11,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
-from tests.conftest import DEMO_NUM_CLASSES, ROOT, run_script as run
+from tests.conftest import DEMO_NUM_CLASSES, ROOT, run_script as run, tiny_config
 from utils.config import resolve_config
 from utils.data.conversion import convert_pairs, make_label_spec
 from utils.data.layouts import camvid_pairs
@@ -24,13 +24,6 @@ from utils.training.trainer import train
 DEMO = os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml')
 TINY = ['--config', DEMO, '--model', 'fcn32s', '--fc_depth', '8', '--crop_size', '32,32',
         '--batch_size', '1', '--log_every', '1', '--crf', 'false']
-
-
-def tiny_config(**overrides):
-    values = {'model': 'fcn32s', 'fc_depth': '8', 'crop_size': '32,32', 'batch_size': '1',
-              'crf': 'false', 'log_every': '1'}
-    values.update({k: str(v) for k, v in overrides.items()})
-    return resolve_config(DEMO, values)
 
 
 # 1. Two jobs on one run directory.

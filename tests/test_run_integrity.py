@@ -9,8 +9,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 import evaluate
-from tests.conftest import DEMO_NUM_CLASSES, ROOT, run_script
-from utils.config import resolve_config
+from tests.conftest import DEMO_NUM_CLASSES, ROOT, run_script, tiny_config
 from utils.data.records import make_example, resolve_record_paths, scan_records
 from utils.errors import CheckpointError, DataError, error_reason
 from utils.rundir import LOCK_FILENAME, RunDir, load_run
@@ -18,13 +17,6 @@ from utils.training.monitoring import keep_steps_up_to, read_jsonl
 from utils.training.trainer import train
 
 DEMO = os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml')
-
-
-def tiny_config(**overrides):
-    values = {'model': 'fcn32s', 'fc_depth': '8', 'crop_size': '32,32', 'batch_size': '1',
-              'crf': 'false', 'log_every': '1'}
-    values.update({k: str(v) for k, v in overrides.items()})
-    return resolve_config(DEMO, values)
 
 
 def records_of(path):

@@ -1,7 +1,6 @@
 """Tiled prediction (utils/inference/tiling.py): the row-band blending against a reference that
 holds every probability in memory, bounded memory, and agreement with whole-image prediction on
 a trained run."""
-import os
 import tracemalloc
 
 import numpy as np
@@ -153,17 +152,9 @@ def test_memory_holds_one_row_of_tiles_not_the_whole_image():
 def confident_run(demo_records, tmp_path_factory):
     """A demo FCN-8s trained long enough (120 steps, ~40 s) to be confident: the shared 3-step
     run predicts one class everywhere, which any tiling would reproduce."""
-    import tensorflow.compat.v1 as tf
-    from tests.conftest import ROOT
-    from utils.config import resolve_config
-    from utils.training.trainer import train
-    out = str(tmp_path_factory.mktemp('confident') / 'run')
-    overrides = {'dataset_train': demo_records[0], 'output_dir': out, 'max_steps': '120',
-                 'fc_depth': '16', 'crop_size': '64,64', 'batch_size': '2'}
-    with tf.Graph().as_default():
-        train(resolve_config(os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml'), overrides),
-              log=lambda *_: None)
-    return out
+    from tests.conftest import train_demo_run
+    return train_demo_run(demo_records[0], str(tmp_path_factory.mktemp('confident') / 'run'),
+                          120)
 
 
 def test_tiled_prediction_agrees_with_the_whole_image_on_a_trained_run(confident_run):

@@ -58,15 +58,21 @@ def list_of(item_type, count=None, minimum=None, example='1,2'):
     return parse
 
 
-def positive_int(text):
-    """An argparse `type`: an int >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError('%r is not an integer >= 1' % text)
-    return value
+def int_at_least(minimum):
+    """An argparse `type`: an int >= `minimum`; anything else is an argparse error."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError('%r is not an integer >= %d' % (text, minimum))
+        return value
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
 
 
 def non_negative_float(text):
@@ -77,17 +83,6 @@ def non_negative_float(text):
         value = -1.0
     if not 0 <= value < float('inf'):
         raise argparse.ArgumentTypeError('%r is not a number >= 0' % text)
-    return value
-
-
-def non_negative_int(text):
-    """An argparse `type`: an int >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError('%r is not an integer >= 0' % text)
     return value
 
 

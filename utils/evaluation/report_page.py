@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from utils.evaluation.scoring import data_warnings
 from utils.fileio import atomic_write_text
 from utils.visualization import SAMPLE_KINDS
 
@@ -160,13 +161,8 @@ def legend_html(names, palette):
 def settings_section(settings, data):
     """The settings that produced the scores, and what was read (damaged files named)."""
     rows = ''.join('<tr><td>%s</td><td>%s</td></tr>' % (_e(k), _e(v)) for k, v in settings)
-    warnings = ''.join('<p class="warn">%s is damaged: only its first %d record(s) are '
-                       'readable, the rest was not scored (%s)</p>'
-                       % (_e(d['path']), d['readable_records'], _e(d['damage']))
-                       for d in data['damaged_files'])
-    if data['skipped_records']:
-        warnings += '<p class="warn">%d record(s) skipped: %s</p>' % (
-            len(data['skipped_records']), _e('; '.join(data['skipped_records'][:10])))
+    warnings = ''.join('<p class="warn">%s</p>' % _e(line)
+                       for line in data_warnings(data, max_names=10))
     return '<h2>Settings</h2>%s<table class="settings">%s</table>' % (warnings, rows)
 
 

@@ -209,6 +209,18 @@ def keep_extremes(kept, item, worst, best):
         kept['best'] = sorted(kept['best'] + [item], key=lambda k: (-k[0], k[1]))[:best]
 
 
+def data_warnings(data, max_names=5):
+    """Sentences that tell the user the score is not of the whole record set (damaged files,
+    records skipped), from data_summary's dict; none when it is."""
+    lines = ['%s is damaged: only its first %d record(s) are readable, the rest was not scored '
+             '(%s)' % (d['path'], d['readable_records'], d['damage'])
+             for d in data['damaged_files']]
+    if data['skipped_records']:
+        lines.append('%d record(s) skipped: %s' % (
+            len(data['skipped_records']), '; '.join(data['skipped_records'][:max_names])))
+    return lines
+
+
 def data_summary(files, failures):
     """What an evaluation read: {'record_files', 'readable_records', 'damaged_files'
     (utils.data.pipeline.damage_report), 'skipped_records' (['NAME: why', ...])}."""
