@@ -22,7 +22,7 @@ from utils.startup import import_tensorflow_quietly  # noqa: E402
 import_tensorflow_quietly()
 
 from benchmarks import measurements as bench  # noqa: E402
-from utils.cli import job_parser, list_of, split_list  # noqa: E402
+from utils.cli import job_parser, list_of, positive_int, split_list  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
 from utils.deploy.operations import count_ops  # noqa: E402
 from utils.runtime import available_cpus, setup_tensorflow  # noqa: E402
@@ -42,6 +42,8 @@ def parse_args(argv=None):
                    help='CamVid-layout data for the real pipeline and conversion (synthetic '
                         'scenes are generated when absent)')
     p.add_argument('--sections', default=','.join(SECTIONS))
+    p.add_argument('--convert_repeats', type=positive_int, default=3,
+                   help='conversions per worker count; the median is reported')
     p.add_argument('--peers', help='folder of the peer scripts (../shared/bench) to run too')
     p.add_argument('--run_dir', help='a trained run: the CRF section also times the CRF on its '
                    'real outputs and a validation of --dataset with and without CRF')
@@ -183,9 +185,10 @@ def run_sections(args, sections, work):
         crf_section(data_dir, args.run_dir, args.dataset)
     if 'convert' in sections:
         rates = bench.conversion_rates(data_dir, 'train', (1, available_cpus()), work,
-                                       config_path)
-        print('\n## Conversion (%s, median of 3): %s; scaling %.2fx' % (
-            data_dir, ', '.join('%d worker(s) %.1f img/s' % (n, r) for n, r in rates.items()),
+                                       config_path, args.convert_repeats)
+        print('\n## Conversion (%s, median of %d): %s; scaling %.2fx' % (
+            data_dir, args.convert_repeats,
+            ', '.join('%d worker(s) %.1f img/s' % (n, r) for n, r in rates.items()),
             rates[available_cpus()] / rates[1]))
     print('\nPeak memory (RSS) of this process: %.0f MB' % bench.peak_rss_mb())
     if args.peers:

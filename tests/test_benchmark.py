@@ -1,25 +1,21 @@
 """benchmarks/benchmark.py runs end to end on a tiny dataset and prints its tables."""
 import os
 import re
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_in_process
 from benchmarks import measurements
 from utils.data.demo import write_demo_dataset
 
 
 def test_benchmark_prints_every_section(tmp_path):
     data_dir = write_demo_dataset(str(tmp_path / 'scenes'), 4, 2, 64, 96)
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'benchmarks', 'benchmark.py'),
-         '--sections', 'train,inference,crf,convert',
-         '--config', os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml'),
-         '--sizes', '64,64', '--steps', '1', '--data_dir', data_dir],
-        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    result = run_in_process(
+        'benchmarks/benchmark.py', '--sections', 'train,inference,crf,convert',
+        '--config', os.path.join(ROOT, 'configs', 'demo_fcn8s.yaml'),
+        '--sizes', '64,64', '--steps', '1', '--data_dir', data_dir, '--convert_repeats', '1')
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     row = re.search(r'\| 64x64 \| float32 \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \|', out)
@@ -27,8 +23,8 @@ def test_benchmark_prints_every_section(tmp_path):
     assert re.search(r'## Inference .*\n.*\n.*\n\| 64x64 \| [0-9.]+ \|', out), out
     assert re.search(r'\| 2 val images of .*, 64x96, FCN-like scores \| [0-9]+ \|', out), out
     assert re.search(r'\| uniform-noise 360x480 image.* \| [0-9]+ \|', out), out
-    assert re.search(r'## Conversion .*1 worker\(s\) [0-9.]+ img/s, [0-9] worker\(s\) '
-                     r'[0-9.]+ img/s; scaling [0-9.]+x', out), out
+    assert re.search(r'## Conversion .*median of 1\): 1 worker\(s\) [0-9.]+ img/s, '
+                     r'[0-9] worker\(s\) [0-9.]+ img/s; scaling [0-9.]+x', out), out
     assert 'Peak memory (RSS)' in out
 
 
@@ -50,10 +46,8 @@ def test_crf_inputs_follow_the_annotation(tmp_path):
 
 def test_benchmark_times_the_crf_on_a_runs_real_outputs(tmp_path, trained_run, demo_records):
     data_dir = write_demo_dataset(str(tmp_path / 'scenes'), 1, 2, 64, 96)
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'benchmarks', 'benchmark.py'), '--sections', 'crf',
-         '--data_dir', data_dir, '--run_dir', trained_run, '--dataset', demo_records[1]],
-        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    result = run_in_process('benchmarks/benchmark.py', '--sections', 'crf', '--data_dir',
+                            data_dir, '--run_dir', trained_run, '--dataset', demo_records[1])
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert re.search(r'\| 3 images of .*, real outputs of .* \| [0-9]+ \|', out), out
@@ -72,10 +66,10 @@ def test_ablation_trains_each_variant_and_resumes(tmp_path, demo_records):
     variants = tmp_path / 'variants.yaml'
     variants.write_text('baseline: {}\nhigher_lr: {learning_rate: 0.001}\n')
     work = tmp_path / 'work'
-    cmd = [sys.executable, os.path.join(ROOT, 'benchmarks', 'ablation.py'), '--config',
-           str(config), '--variants', str(variants), '--work_dir', str(work), '--max_steps', '2',
-           '--dataset_train', demo_records[0], '--dataset_val', demo_records[1]]
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    cmd = ['benchmarks/ablation.py', '--config', str(config), '--variants', str(variants),
+           '--work_dir', str(work), '--max_steps', '2', '--dataset_train', demo_records[0],
+           '--dataset_val', demo_records[1]]
+    result = run_in_process(*cmd)
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
     rows = re.findall(r'^\| (baseline|higher_lr) \| (.*) \| 2 \| [0-9]+ min \| [0-9.]+ \([12]\) \| '
                       r'- \| [0-9.]+ \|$', result.stdout, re.M)
@@ -83,8 +77,8 @@ def test_ablation_trains_each_variant_and_resumes(tmp_path, demo_records):
     assert rows[1][1] == 'learning_rate 0.001'
     assert len(json.load(open(str(work / 'ablation.json')))) == 2
     assert not os.path.exists(str(work / 'baseline' / 'train'))  # checkpoints removed
-    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    again = run_in_process(*cmd)
     assert again.returncode == 0 and again.stdout == result.stdout  # read, not retrained
     variants.write_text('baseline: {}\nwrong: {learning_rat: 0.1}\n')
-    bad = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    bad = run_in_process(*cmd)
     assert bad.returncode == 1 and 'variant wrong: unknown config key' in bad.stdout + bad.stderr

@@ -1,7 +1,5 @@
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -9,7 +7,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_in_process
 from utils.data.conversion import convert_pairs, make_label_spec
 from utils.data.records import REPORT_SUFFIX
 from utils.data.layouts import camvid_pairs, voc_pairs
@@ -150,8 +148,7 @@ def test_bad_pairs_are_skipped_with_their_file_names(tmp_path):
 
 
 def run_converter(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, 'convert_fcn_dataset.py')]
-                          + list(args), capture_output=True, text=True, cwd=ROOT)
+    return run_in_process('convert_fcn_dataset.py', *args)
 
 
 def test_cli_strict_and_empty_input_keep_earlier_output(tmp_path):

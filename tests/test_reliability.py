@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_process, run_script
 from utils.training.monitoring import read_jsonl
 from utils.data.records import (KEY_ENCODED, KEY_FILENAME, KEY_FORMAT, KEY_HEIGHT,
                                 KEY_LABEL, KEY_LABEL_FORMAT, KEY_WIDTH, count_records)
@@ -27,9 +27,11 @@ def train_cmd(*args):
     return [sys.executable, os.path.join(ROOT, 'train.py')] + TINY + list(args)
 
 
-def run(cmd, timeout=300):
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
-    return result.returncode, result.stdout + result.stderr
+def run(cmd, timeout=300, process=False):
+    """Runs [python, script, args...] in this process (run_script), or with `process` in its
+    own: (exit status, output)."""
+    return (run_process if process else run_script)(os.path.relpath(cmd[1], ROOT), *cmd[2:],
+                                                    timeout=timeout)
 
 
 def loadable(prefix):
@@ -268,7 +270,7 @@ def test_memory_does_not_grow_over_a_long_run(demo_records, tmp_path):
     out = str(tmp_path / 'run')
     code, log = run(train_cmd('--dataset_train', demo_records[0], '--output_dir', out,
                               '--max_steps', '400', '--log_every', '20', '--save_every', '1000'),
-                    timeout=900)
+                    timeout=900, process=True)  # the memory of a process of its own
     assert code == 0, log
     rss = {h['step']: h['rss_mb'] for h in read_jsonl(os.path.join(out, 'train',
                                                                    'history.jsonl'))}

@@ -11,7 +11,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from nets.inputs import MEAN_RGB
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_in_process
 from utils.config import IGNORE_LABEL, resolve_config
 from utils.training.initialization import moving_average_warning
 from utils.training.monitoring import read_jsonl
@@ -174,8 +174,7 @@ def test_sigterm_saves_and_resume_continues(demo_records, tmp_path):
     stopped_at = int(latest.rsplit('-', 1)[1])
     assert stopped_at >= 3
     assert checkpoint_values(latest)  # loadable
-    result = subprocess.run(cmd + ['--max_steps', str(stopped_at + 2)], capture_output=True,
-                            text=True, cwd=ROOT, timeout=300)
+    result = run_in_process('train.py', *cmd[2:], '--max_steps', str(stopped_at + 2))
     assert 'Resumed from %s at step %d' % (latest, stopped_at) in result.stdout
     assert 'step %d Current Loss' % (stopped_at + 1) in result.stdout
 
@@ -186,11 +185,10 @@ def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(demo_records, tmp_p
     with tf.Graph().as_default():
         train(resolve_config(DEMO, dict(base, max_steps='1')), log=lambda *_: None)
     good = checkpoint_values(os.path.join(out, 'train', 'model.ckpt-1'))
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'train.py'), '--config', DEMO, '--max_steps', '20',
-         '--optimizer', 'momentum', '--learning_rate', '1e30', '--momentum', '0.9']
-        + sum([['--' + k, v] for k, v in base.items()], []),
-        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = run_in_process(
+        'train.py', '--config', DEMO, '--max_steps', '20', '--optimizer', 'momentum',
+        '--learning_rate', '1e30', '--momentum', '0.9',
+        *sum([['--' + k, v] for k, v in base.items()], []))
     assert result.returncode == 1
     assert 'non-finite' in result.stderr or 'loss became' in result.stderr, result.stderr
     assert 'Traceback' not in result.stderr
