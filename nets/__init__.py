@@ -14,6 +14,7 @@ import tf_slim as slim
 
 from nets.fcn import LOGITS, fcn, upsample  # noqa: F401 (LOGITS: the shared end-point key)
 from nets.inception_v3_fcn import inception_v3_fcn
+from nets.layers import forward_kernel_gradients
 from nets.mobilenet_v1 import mobilenet_v1_fcn
 from nets.vgg import FC_DEPTH, vgg_arg_scope
 
@@ -71,4 +72,5 @@ def build_network(images, num_classes, is_training, model='fcn8s', **kwargs):
         raise TypeError('build_network got unknown settings %s; known: %s'
                         % (', '.join(unknown), ', '.join(NETWORK_ARGS + TRAINING_ARGS)))
     own = {name: kwargs[name] for name in accepted_args(model) if name in kwargs}
-    return NETWORKS[model](images, num_classes, is_training, **own)
+    with forward_kernel_gradients():
+        return NETWORKS[model](images, num_classes, is_training, **own)

@@ -100,6 +100,51 @@ def test_matmul_conv2d_equals_slim_conv2d_forward_and_backward():
                     np.testing.assert_allclose(ours_grad, ref_grad, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize('kernel, stride, padding', [
+    (3, 1, 'SAME'), (1, 1, 'SAME'), (5, 1, 'SAME'),  # the input gradient as a convolution
+    (3, 2, 'SAME'), (3, 1, 'VALID'), (4, 1, 'SAME')])  # TensorFlow's own gradient
+def test_forward_kernel_gradients_equal_tensorflows(kernel, stride, padding):
+    """Conv2D built under forward_kernel_gradients: the same gradients as TensorFlow's, with
+    no Conv2DBackpropInput where the input's gradient is a forward convolution."""
+    import tf_slim as slim
+    from nets.layers import forward_kernel_gradients
+    rng = np.random.RandomState(0)
+    x = tf.constant(rng.randn(2, 9, 11, 6).astype(np.float32))
+    with forward_kernel_gradients():
+        ours = slim.conv2d(x, 5, kernel, stride, padding, scope='ours', activation_fn=None)
+    reference = slim.conv2d(x, 5, kernel, stride, padding, scope='reference',
+                            activation_fn=None)
+    variables = [slim.get_model_variables(s) for s in ('ours', 'reference')]
+    g = tf.constant(rng.randn(*ours.shape.as_list()).astype(np.float32))
+    grads = [tf.gradients(tf.reduce_sum(y * g), [x] + v) for y, v in zip((ours, reference),
+                                                                         variables)]
+    backprop_input = [op for op in tf.get_default_graph().get_operations()
+                      if op.type == 'Conv2DBackpropInput' and 'ours' in op.name]
+    assert bool(backprop_input) == (stride != 1 or padding != 'SAME' or kernel % 2 == 0)
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        for mine, theirs in zip(*variables):
+            sess.run(mine.assign(theirs))
+        ga, gb = sess.run(grads)
+    for ours_grad, ref_grad in zip(ga, gb):
+        np.testing.assert_allclose(ours_grad, ref_grad, rtol=1e-4, atol=1e-4)
+
+
+def test_every_network_trains_with_forward_kernel_gradients():
+    """build_network puts its stride-1 convolutions under forward_kernel_gradients: VGG's
+    backward pass has no Conv2DBackpropInput, and fc6's input gradient reads no weight matrix
+    transposed."""
+    from nets import build_network
+    logits, _ = build_network(tf.zeros([1, 64, 64, 3]), 3, True, model='fcn8s', fc_depth=8)
+    tf.gradients(tf.reduce_sum(logits), tf.trainable_variables())
+    ops = tf.get_default_graph().get_operations()
+    assert not [op.name for op in ops if op.type == 'Conv2DBackpropInput']
+    fc6 = [op for op in ops if op.type == 'MatMul' and op.name.startswith('gradients/vgg_16/fc6')]
+    read_transposed = [op.inputs[1] for op in fc6 if op.get_attr('transpose_b')]
+    assert fc6 and read_transposed
+    assert all(t.shape[0] != 7 * 7 * 512 for t in read_transposed)  # not the weight matrix
+
+
 def feature_rows(stride, count, alignment):
     """Input rows of features 0..count-1 of a stride-`stride` map (nets/fcn.py ALIGNMENTS)."""
     offset = (stride - 1) / 2 if alignment == 'half_pixel' else stride - 1
