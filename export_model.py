@@ -22,13 +22,14 @@ from utils.cli import (add_run_flags, job_parser, list_of,  # noqa: E402
                        non_negative_float, positive_int, run_job)
 from utils.deploy.export import (FORMATS, PARITY_TOLERANCE, REPORT_FILENAME,  # noqa: E402
                                  benchmark_latency, compare_mean_iou, export_model, format_path,
-                                 load_exported, parity_check, size_on_disk)
+                                 load_exported, parity_check, recommend_format,
+                                 size_on_disk)
 from utils.errors import ConfigError  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
 from utils.inference.image_files import expand_inputs, read_rgb  # noqa: E402
 from utils.inference.predictor import MIN_INPUT_SIDE, Predictor  # noqa: E402
 from utils.rundir import load_run  # noqa: E402
-from utils.runtime import setup_tensorflow  # noqa: E402
+from utils.runtime import cpu_class, setup_tensorflow  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -108,6 +109,15 @@ def print_report(report):
             if 'differing_pixels' in row else '-',
             '%.1f' % row['latency_ms'] if 'latency_ms' in row else '-',
             '%.1f' % row['images_per_second'] if 'latency_ms' in row else '-'))
+    if 'recommended' in report:
+        choice = report['recommended']
+        if choice['format']:
+            print('Deploy on this machine (%s): %s, %.1f images/s (%s)' % (
+                report['machine'], choice['format'], choice['images_per_second'],
+                choice['why']))
+        else:
+            print('No format to recommend on this machine (%s): %s' % (report['machine'],
+                                                                        choice['why']))
     if 'needed_images_per_second' in report:
         print('%d camera(s) x %g fps = %g images/s needed: %s' % (
             report['cameras'], report['fps'], report['needed_images_per_second'],
@@ -136,6 +146,10 @@ def main(argv=None):
                   'cameras': args.cameras, 'fps': args.fps}
         if args.benchmark_size:
             report['needed_images_per_second'] = args.cameras * args.fps
+            best, why = recommend_format(report['formats'])
+            report['machine'] = cpu_class()
+            report['recommended'] = {'format': best and best['format'], 'why': why,
+                                     'images_per_second': best and best['images_per_second']}
         atomic_write_text(os.path.join(args.export_dir, REPORT_FILENAME),
                           json.dumps(report, indent=2))
         print_report(report)

@@ -156,6 +156,11 @@ def test_export_parity_with_the_checkpoint(trained_run, demo_records, tmp_path):
     assert int8['bytes'] < report['formats'][-2]['bytes'] / 2  # int8 weights
     assert all(row['bytes'] > 0 and row['latency_ms'] > 0 for row in report['formats'])
     assert '| tflite |' in log and 'images/s needed' in log
+    fastest = max((row for row in report['formats'] if (
+        row['checkpoint_mean_iou'] - row['mean_iou'] <= 0.01 if row['format'] == 'tflite_int8'
+        else row['differing_fraction'] <= 0.001)), key=lambda row: row['images_per_second'])
+    assert report['recommended']['format'] == fastest['format'] and report['machine']
+    assert 'Deploy on this machine (%s): %s' % (report['machine'], fastest['format']) in log
     assert 'saved_model parity on 1 images: 0 pixels differ' in log and 'ms per image' in log
     code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir',
                         str(tmp_path / 'e5'), '--formats', 'tflite')
@@ -166,6 +171,24 @@ def test_export_parity_with_the_checkpoint(trained_run, demo_records, tmp_path):
     code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir',
                         str(tmp_path / 'e4'), '--formats', 'tensorrt')
     assert code == 1 and '--formats: unknown tensorrt' in log
+
+
+def test_the_recommended_format_is_the_fastest_vouched_for():
+    from utils.deploy.export import recommend_format
+    rows = [{'format': 'saved_model', 'images_per_second': 50.0, 'differing_fraction': 0.0},
+            {'format': 'onnx', 'images_per_second': 80.0, 'differing_fraction': 0.0},
+            {'format': 'tflite', 'images_per_second': 90.0, 'differing_fraction': 0.01},
+            {'format': 'tflite_int8', 'images_per_second': 120.0}]
+    best, why = recommend_format(rows)
+    assert best['format'] == 'onnx'
+    assert 'tflite (disagrees with the checkpoint)' in why and 'give --validation_record' in why
+    rows[-1].update(mean_iou=0.785, checkpoint_mean_iou=0.79)  # half a point lost: deployable
+    assert recommend_format(rows)[0]['format'] == 'tflite_int8'
+    rows[-1].update(mean_iou=0.70)
+    best, why = recommend_format(rows)
+    assert best['format'] == 'onnx' and 'mIoU 9.00 points below' in why
+    assert recommend_format([{'format': 'onnx'}]) == (
+        None, 'no format was timed (give --benchmark_size)')
 
 
 def test_predict_from_an_exported_model_matches_the_run(trained_run, demo_records, tmp_path):

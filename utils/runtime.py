@@ -51,10 +51,25 @@ def cpu_class(cpuinfo='/proc/cpuinfo', environ=None):
     except OSError:
         pass
     capped = onednn_isa_cap(os.environ if environ is None else environ)
-    kind = ('AVX2 class by ONEDNN_MAX_CPU_ISA=%s' % capped if capped and
-            cpu_bfloat16_flags(cpuinfo) else 'AVX512-BF16' if cpu_bfloat16_flags(cpuinfo)
-            else 'no bfloat16 (AVX2 class)')
+    bfloat16 = cpu_bfloat16_flags(cpuinfo)
+    if bfloat16 and cpuid_shows_avx512() is False:
+        kind = 'AVX2 class (CPUID masked: benchmarks/avx2_class)'
+    elif bfloat16 and capped:
+        kind = 'AVX2 class for TensorFlow by ONEDNN_MAX_CPU_ISA=%s' % capped
+    else:
+        kind = 'AVX512-BF16' if bfloat16 else 'no bfloat16 (AVX2 class)'
     return '%s, %d cores, %s' % (model or 'unknown CPU', os.cpu_count() or 1, kind)
+
+
+def cpuid_shows_avx512():
+    """Whether this process's CPUID reports AVX-512 (as numpy's dispatch reads it; None where
+    numpy does not say): False on AVX2 CPUs, and under benchmarks/avx2_class, which masks it
+    for every library of the process while /proc/cpuinfo still lists it."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:
+        return None
+    return features.get('AVX512F')
 
 
 def resolve_precision(precision, distribution='none', gpus=None, bf16_flags=None, environ=None):

@@ -29,6 +29,7 @@ from utils.rundir import CONFIG_FILENAME
 FORMATS = ('saved_model', 'frozen_graph', 'onnx', 'tflite', 'tflite_int8')
 REPORT_FILENAME = 'export_report.json'
 PARITY_TOLERANCE = 0.001  # share of pixels a float format may classify otherwise (rounding)
+INT8_MAX_IOU_DROP = 0.01  # mIoU that tflite_int8 may lose against the checkpoint to be deployed
 # An export is built in `.NAME.export-PID-XXXXXXXX.tmp` beside EXPORT_DIR (NAME its folder name,
 # PID the exporting process) and renamed when complete; a killed export leaves it behind.
 TEMPORARY_PREFIX = '.%s.export-%d-'
@@ -189,3 +190,34 @@ def benchmark_latency(model, height, width, batch=1, runs=20, warmup=3):
         model(images)
         times.append(time.perf_counter() - start)
     return 1000 * float(np.median(times)) / batch
+
+
+def recommend_format(rows):
+    """(row of the format to deploy on the machine the latencies were measured on, why), or
+    (None, why): the fastest format whose results are vouched for: a float format within
+    PARITY_TOLERANCE of the checkpoint (or not compared), tflite_int8 only with its mIoU
+    measured within INT8_MAX_IOU_DROP of the checkpoint's."""
+    timed = [row for row in rows if 'images_per_second' in row]
+    if not timed:
+        return None, 'no format was timed (give --benchmark_size)'
+    vouched, left_out = [], []
+    for row in timed:
+        if row['format'] == 'tflite_int8':
+            if 'mean_iou' not in row:
+                left_out.append('tflite_int8 (accuracy not measured: give --validation_record)')
+                continue
+            if row['checkpoint_mean_iou'] - row['mean_iou'] > INT8_MAX_IOU_DROP:
+                left_out.append('tflite_int8 (mIoU %.2f points below the checkpoint)'
+                                % (100 * (row['checkpoint_mean_iou'] - row['mean_iou'])))
+                continue
+        elif row.get('differing_fraction', 0) > PARITY_TOLERANCE:
+            left_out.append('%s (disagrees with the checkpoint)' % row['format'])
+            continue
+        vouched.append(row)
+    if not vouched:
+        return None, 'no timed format is vouched for: ' + '; '.join(left_out)
+    best = max(vouched, key=lambda row: row['images_per_second'])
+    why = 'the fastest of %s here' % ', '.join(row['format'] for row in vouched)
+    if left_out:
+        why += '; left out: ' + '; '.join(left_out)
+    return best, why
