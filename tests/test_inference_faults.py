@@ -177,7 +177,7 @@ def test_damaged_exported_models_are_one_line(trained_run, tmp_path, name, model
                                str(target), '--output_dir', str(tmp_path / 'out'))
         assert code == 1 and 'Traceback' not in log, log
         assert 'error: %s cannot be loaded as an exported onnx model (' % target in log
-        assert 'Protobuf parsing failed' in log
+        assert 'parsing' in log.lower()  # the parser's own reason, e.g. wire format corrupt
 
 
 def test_a_damaged_calibration_record_is_one_line(trained_run, tmp_path):
