@@ -51,13 +51,20 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def run_peer(script, *args):
-    """imgs_per_s printed by a peer script (run in its own process)."""
-    out = subprocess.run([sys.executable, script] + list(args), capture_output=True, text=True)
-    match = re.search(r'imgs_per_s=([0-9.]+)', out.stdout)
-    if not match:
-        raise RuntimeError('%s printed no imgs_per_s: %s' % (script, out.stderr[-500:]))
-    return float(match.group(1))
+def run_peer(script, *args, tries=2):
+    """imgs_per_s printed by a peer script (run in its own process), or None, with a line
+    saying why, when it printed none in `tries` runs (Keras 3 has been seen to abort with
+    "malloc(): unaligned tcache chunk detected" once in a while)."""
+    for _ in range(tries):
+        out = subprocess.run([sys.executable, script] + list(args), capture_output=True,
+                             text=True)
+        match = re.search(r'imgs_per_s=([0-9.]+)', out.stdout)
+        if match:
+            return float(match.group(1))
+    last = (out.stderr.strip().splitlines() or ['no output'])[-1]
+    print('peer %s %s printed no imgs_per_s in %d runs (exit %d: %s)'
+          % (os.path.basename(script), ' '.join(args), tries, out.returncode, last))
+    return None
 
 
 def prepare_data(args, work):
@@ -201,6 +208,7 @@ def run_sections(args, sections, work):
                                          str(num_classes), *flag)
                      for precision, flag in (('float32', []), ('mixed_bfloat16', ['--bf16']))
                      if ('224,224', precision) in results}
+            peers = {precision: rate for precision, rate in peers.items() if rate}
             for precision in peers:
                 ours = results[('224,224', precision)]
                 print('FCN-8s train 224x224 %s: ours %.2f img/s; Keras 3 peer %s' % (
@@ -211,8 +219,9 @@ def run_sections(args, sections, work):
             for batch in (4, 1):
                 peer = run_peer(os.path.join(args.peers, 'peer_keras_mobilenet_fcn.py'),
                                 '--batch', str(batch))
-                print('MobileNet FCN batch %d: ours %.1f img/s, Keras 3 peer %.1f img/s, '
-                      'ratio %.2f' % (batch, mobile[batch], peer, mobile[batch] / peer))
+                if peer:
+                    print('MobileNet FCN batch %d: ours %.1f img/s, Keras 3 peer %.1f img/s, '
+                          'ratio %.2f' % (batch, mobile[batch], peer, mobile[batch] / peer))
 
 
 if __name__ == '__main__':

@@ -5,7 +5,7 @@ import re
 import cv2
 import numpy as np
 
-from tests.conftest import ROOT, run_in_process
+from tests.conftest import ROOT, job_module, run_in_process
 from benchmarks import measurements
 from utils.data.demo import write_demo_dataset
 
@@ -82,3 +82,15 @@ def test_ablation_trains_each_variant_and_resumes(tmp_path, demo_records):
     variants.write_text('baseline: {}\nwrong: {learning_rat: 0.1}\n')
     bad = run_in_process(*cmd)
     assert bad.returncode == 1 and 'variant wrong: unknown config key' in bad.stdout + bad.stderr
+
+
+def test_a_peer_that_crashes_is_one_line_not_the_end_of_the_benchmark(tmp_path, capsys):
+    benchmark = job_module('benchmarks/benchmark.py')
+    good = tmp_path / 'good.py'
+    good.write_text('print("imgs_per_s=1.5")\n')
+    bad = tmp_path / 'bad.py'
+    bad.write_text('import sys\nsys.exit("malloc(): unaligned tcache chunk detected")\n')
+    assert benchmark.run_peer(str(good), '--batch', '4') == 1.5
+    assert benchmark.run_peer(str(bad), '--batch', '4') is None
+    assert ('peer bad.py --batch 4 printed no imgs_per_s in 2 runs (exit 1: malloc(): '
+            'unaligned tcache chunk detected)') in capsys.readouterr().out
