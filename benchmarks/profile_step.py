@@ -12,6 +12,7 @@ choose what is traced.
 """
 import collections
 import os
+import re
 import sys
 import time
 
@@ -74,7 +75,9 @@ def kernel_times(step_stats):
         for node in device.node_stats:
             op_type = node.timeline_label.split('(')[0].split(' = ')[-1].strip() \
                 if ' = ' in node.timeline_label else node.node_name.split('/')[-1]
-            rows.append((node.node_name, op_type, node.all_end_rel_micros))
+            # oneDNN's rewritten kernels (_MklNativeConv2D, ...) under the op's own name.
+            rows.append((node.node_name, re.sub(r'^_Mkl(Native)?', '', op_type),
+                         node.all_end_rel_micros))
     return rows
 
 

@@ -1,9 +1,12 @@
 """benchmarks/benchmark.py runs end to end on a tiny dataset and prints its tables."""
 import os
 import re
+import subprocess
+import sys
 
 import cv2
 import numpy as np
+import pytest
 
 from tests.conftest import ROOT, job_module, run_in_process
 from benchmarks import measurements
@@ -94,3 +97,38 @@ def test_a_peer_that_crashes_is_one_line_not_the_end_of_the_benchmark(tmp_path, 
     assert benchmark.run_peer(str(bad), '--batch', '4') is None
     assert ('peer bad.py --batch 4 printed no imgs_per_s in 2 runs (exit 1: malloc(): '
             'unaligned tcache chunk detected)') in capsys.readouterr().out
+
+
+def test_profile_step_says_where_a_training_step_goes():
+    result = run_in_process('benchmarks/profile_step.py', '--config',
+                            os.path.join(ROOT, 'configs', 'demo.yaml'), '--size', '64,64',
+                            '--batch_size', '1', '--steps', '1', '--top', '5')
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert re.search(r'^Step: [0-9]+ ms median of 1 \([0-9.]+ img/s, [0-9]+ GFLOP/s = [0-9]+% '
+                     r'of the peak\)', out, re.M), out
+    shares = dict(re.findall(r'^\| (forward|backward|optimizer) \| [0-9.]+ \| ([0-9.]+)% \|$',
+                             out, re.M))
+    assert set(shares) == {'forward', 'backward', 'optimizer'}, out
+    assert abs(sum(float(v) for v in shares.values()) - 100) < 0.5
+    assert re.search(r'^\| Conv2DBackpropFilter \| [0-9.]+ \| [0-9.]+% \|$', out, re.M), out
+    assert '| node | ms/step | share |' in out
+
+
+def test_the_avx2_class_hides_avx512_from_every_library_of_the_process():
+    """benchmarks/avx2_class/run.sh: numpy's kernel dispatch (read from CPUID) sees no AVX-512,
+    and cpu_class() says which class the figures of that process come from."""
+    import shutil
+    if not shutil.which('cc'):
+        pytest.skip('no C compiler to build benchmarks/avx2_class')
+    if 'cpuid_fault' not in open('/proc/cpuinfo').read():
+        pytest.skip('this CPU offers no CPUID faulting')
+    script = ('from numpy._core._multiarray_umath import __cpu_features__ as f; '
+              'from utils.runtime import cpu_class; print(f["AVX2"], f["AVX512F"], cpu_class())')
+    result = subprocess.run([os.path.join(ROOT, 'benchmarks', 'avx2_class', 'run.sh'),
+                             sys.executable, '-c', script], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    avx2, avx512, machine = result.stdout.strip().split(' ', 2)
+    assert (avx2, avx512) == ('True', 'False'), result.stdout
+    assert 'AVX2 class' in machine and 'AVX512-BF16' not in machine
