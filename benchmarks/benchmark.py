@@ -24,7 +24,6 @@ import_tensorflow_quietly()
 from benchmarks import measurements as bench  # noqa: E402
 from utils.cli import job_parser, list_of, positive_int, split_list  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
-from utils.deploy.operations import count_ops  # noqa: E402
 from utils.runtime import available_cpus, setup_tensorflow  # noqa: E402
 
 SECTIONS = ('train', 'inference', 'mobilenet', 'crf', 'convert')
@@ -93,13 +92,11 @@ def train_section(args, records, config_path, peak):
             'crop_size': size, 'batch_size': str(args.batch_size), 'dataset_train': records,
             'num_classes': str(dataset_config.num_classes), 'min_scale': '1',
             'max_scale': '1'}, class_table=False)
-        forward = sum(v for _, v in count_ops((height, width), base.num_classes,
-                                              **base.network_args())) / 1000
+        flops = bench.training_gflops_per_image(base)
         for precision in split_list(args.precisions):
             config = bench.with_overrides(base, precision=precision)
             real = bench.training_images_per_second(config, False, args.steps)
             synthetic = bench.training_images_per_second(config, True, args.steps)
-            flops = 3 * forward  # forward + backward (about twice the forward)
             results[(size, precision)] = synthetic
             print('| %dx%d | %s | %.2f | %.2f | %.3f | %.1f | %.0f%% |'
                   % (height, width, precision, real, synthetic, real / synthetic, flops,

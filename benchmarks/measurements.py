@@ -1,6 +1,7 @@
 """Measurements for benchmarks/benchmark.py: training throughput (real TFRecord pipeline and
 in-memory synthetic inputs), matrix-multiply peak, inference latency, CRF time, conversion
 speed. Each function returns plain numbers; the script prints the table."""
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,6 +19,7 @@ from utils.crf import CrfPool, dense_crf
 from utils.data.layouts import camvid_pairs
 from utils.data.records import report_path
 from utils.deploy.export import export_model
+from utils.deploy.operations import count_ops
 from utils.deploy.saved_model import ExportedModel
 from utils.deploy.serving import CLASSES_KEY
 from utils.evaluation.crf_search import collect_probabilities
@@ -32,7 +34,7 @@ CRF_CLASSES = 11
 CRF_ITERATIONS = 5
 
 
-def _median_step_seconds(session, fetch, steps, warmup):
+def median_step_seconds(session, fetch, steps, warmup):
     for _ in range(warmup):
         session.run(fetch)
     times = []
@@ -43,9 +45,11 @@ def _median_step_seconds(session, fetch, steps, warmup):
     return float(np.median(times))
 
 
-def training_images_per_second(config, synthetic, steps=5, warmup=2):
-    """Images/s of training steps of `config` (its crop_size and batch_size), fed from its
-    TFRecords or, with `synthetic`, from one in-memory batch (the compute ceiling)."""
+@contextlib.contextmanager
+def training_session(config, synthetic, inter_op_threads=0):
+    """(session, step op) of a training graph of `config` (its crop_size and batch_size), its
+    variables initialised, fed from its TFRecords or, with `synthetic`, from one in-memory
+    batch (the compute ceiling); `inter_op_threads` ops at once (0: one per core)."""
     height, width = config.crop_size
     with tf.Graph().as_default():
         tf.set_random_seed(0)
@@ -58,10 +62,24 @@ def training_images_per_second(config, synthetic, steps=5, warmup=2):
             dataset = tf.data.Dataset.from_tensors((images, labels.astype(np.int32))).repeat()
         ops = build_training_graph(config, lambda *_: None, dataset=dataset)
         proto = session_rewrites(session_config(), config.precision)
+        proto.inter_op_parallelism_threads = inter_op_threads
         with tf.Session(config=proto) as session:
             session.run(tf.global_variables_initializer())
-            seconds = _median_step_seconds(session, ops.next_step['all'], steps, warmup)
+            yield session, ops.next_step['all']
+
+
+def training_images_per_second(config, synthetic, steps=5, warmup=2):
+    """Images/s of training steps of `config` (training_session's inputs)."""
+    with training_session(config, synthetic) as (session, step):
+        seconds = median_step_seconds(session, step, steps, warmup)
     return config.batch_size / seconds
+
+
+def training_gflops_per_image(config):
+    """GFLOPs of one training image of `config` at its crop_size: forward + backward, about
+    three times the forward (count_ops)."""
+    return 3 * sum(v for _, v in count_ops(tuple(config.crop_size), config.num_classes,
+                                           **config.network_args())) / 1000
 
 
 def gemm_peak_gflops(size=2048, runs=10):
@@ -72,7 +90,7 @@ def gemm_peak_gflops(size=2048, runs=10):
         product = tf.reduce_sum(tf.matmul(a, b))
         with tf.Session() as session:
             session.run(tf.global_variables_initializer())
-            seconds = _median_step_seconds(session, product, runs, 2)
+            seconds = median_step_seconds(session, product, runs, 2)
     return 2 * size ** 3 / seconds / 1e9
 
 

@@ -22,16 +22,13 @@ from utils.startup import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 
-import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
 from utils.cli import job_parser, list_of, positive_int, run_job  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
-from utils.deploy.operations import count_ops  # noqa: E402
-from utils.runtime import session_config, setup_tensorflow  # noqa: E402
-from utils.training.graph import build_training_graph  # noqa: E402
-from utils.training.optimization import session_rewrites  # noqa: E402
-from benchmarks.measurements import gemm_peak_gflops  # noqa: E402
+from utils.runtime import setup_tensorflow  # noqa: E402
+from benchmarks.measurements import (gemm_peak_gflops, median_step_seconds,  # noqa: E402
+                                     training_gflops_per_image, training_session)
 
 size_of = list_of(int, count=2, minimum=32, example='224,224')
 
@@ -98,33 +95,14 @@ def profile(args):
     config = resolve_config(args.config, {
         'crop_size': '%d,%d' % (height, width), 'batch_size': str(args.batch_size),
         'precision': args.precision, 'dataset_train': 'unused.record'}, class_table=False)
-    forward = sum(v for _, v in count_ops((height, width), config.num_classes,
-                                          **config.network_args())) / 1000
     peak = gemm_peak_gflops()
-    with tf.Graph().as_default():
-        rng = np.random.RandomState(0)
-        images = rng.uniform(-120, 130, (args.batch_size, height, width, 3)).astype(np.float32)
-        labels = rng.randint(0, config.num_classes, (args.batch_size, height, width))
-        dataset = tf.data.Dataset.from_tensors((images, labels.astype(np.int32))).repeat()
-        ops = build_training_graph(config, lambda *_: None, dataset=dataset)
-        step = ops.next_step['all']
-        proto = session_rewrites(session_config(), config.precision)
-        proto.inter_op_parallelism_threads = args.inter_op_threads
-        with tf.Session(config=proto) as session:
-            session.run(tf.global_variables_initializer())
-            for _ in range(2):
-                session.run(step)
-            times = []
-            for _ in range(args.steps):
-                start = time.perf_counter()
-                session.run(step)
-                times.append(time.perf_counter() - start)
-            metadata = tf.RunMetadata()
-            start = time.perf_counter()
-            session.run(step, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
-                        run_metadata=metadata)
-            traced = time.perf_counter() - start
-    wall = float(np.median(times))
+    with training_session(config, True, args.inter_op_threads) as (session, step):
+        wall = median_step_seconds(session, step, args.steps, 2)
+        metadata = tf.RunMetadata()
+        start = time.perf_counter()
+        session.run(step, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
+                    run_metadata=metadata)
+        traced = time.perf_counter() - start
     rows = kernel_times(metadata.step_stats)
     total = sum(m for _, _, m in rows)
     by_type, by_part, by_layer, by_node = (collections.Counter() for _ in range(4))
@@ -134,7 +112,7 @@ def profile(args):
         by_type[op_type] += micros
         by_part[part] += micros
         by_layer['%s %s' % (part, layer_of(name))] += micros
-    flops = 3 * forward * args.batch_size
+    flops = training_gflops_per_image(config) * args.batch_size
     print('# %s, %dx%d, batch %d, %s; float32 matmul peak %.0f GFLOP/s' % (
         os.path.basename(args.config), height, width, args.batch_size, args.precision, peak))
     print('Step: %.0f ms median of %d (%.2f img/s, %.0f GFLOP/s = %.0f%% of the peak); traced '
