@@ -146,10 +146,8 @@ def main(argv=None):
                   'cameras': args.cameras, 'fps': args.fps}
         if args.benchmark_size:
             report['needed_images_per_second'] = args.cameras * args.fps
-            best, why = recommend_format(report['formats'])
             report['machine'] = cpu_class()
-            report['recommended'] = {'format': best and best['format'], 'why': why,
-                                     'images_per_second': best and best['images_per_second']}
+            report['recommended'] = recommend_format(report['formats'])
         atomic_write_text(os.path.join(args.export_dir, REPORT_FILENAME),
                           json.dumps(report, indent=2))
         print_report(report)

@@ -179,16 +179,18 @@ def test_the_recommended_format_is_the_fastest_vouched_for():
             {'format': 'onnx', 'images_per_second': 80.0, 'differing_fraction': 0.0},
             {'format': 'tflite', 'images_per_second': 90.0, 'differing_fraction': 0.01},
             {'format': 'tflite_int8', 'images_per_second': 120.0}]
-    best, why = recommend_format(rows)
-    assert best['format'] == 'onnx'
-    assert 'tflite (disagrees with the checkpoint)' in why and 'give --validation_record' in why
+    choice = recommend_format(rows)
+    assert choice['format'] == 'onnx' and choice['images_per_second'] == 80.0
+    assert 'tflite (disagrees with the checkpoint)' in choice['why']
+    assert 'give --validation_record' in choice['why']
     rows[-1].update(mean_iou=0.785, checkpoint_mean_iou=0.79)  # half a point lost: deployable
-    assert recommend_format(rows)[0]['format'] == 'tflite_int8'
+    assert recommend_format(rows)['format'] == 'tflite_int8'
     rows[-1].update(mean_iou=0.70)
-    best, why = recommend_format(rows)
-    assert best['format'] == 'onnx' and 'mIoU 9.00 points below' in why
-    assert recommend_format([{'format': 'onnx'}]) == (
-        None, 'no format was timed (give --benchmark_size)')
+    choice = recommend_format(rows)
+    assert choice['format'] == 'onnx' and 'mIoU 9.00 points below' in choice['why']
+    assert recommend_format([{'format': 'onnx'}]) == {
+        'format': None, 'images_per_second': None,
+        'why': 'no format was timed (give --benchmark_size)'}
 
 
 def test_predict_from_an_exported_model_matches_the_run(trained_run, demo_records, tmp_path):

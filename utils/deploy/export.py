@@ -193,13 +193,18 @@ def benchmark_latency(model, height, width, batch=1, runs=20, warmup=3):
 
 
 def recommend_format(rows):
-    """(row of the format to deploy on the machine the latencies were measured on, why), or
-    (None, why): the fastest format whose results are vouched for: a float format within
-    PARITY_TOLERANCE of the checkpoint (or not compared), tflite_int8 only with its mIoU
-    measured within INT8_MAX_IOU_DROP of the checkpoint's."""
+    """The format to deploy on the machine the latencies were measured on, as the report's
+    `recommended` entry {'format', 'images_per_second', 'why'} (format None when none fits):
+    the fastest format whose results are vouched for: a float format within PARITY_TOLERANCE
+    of the checkpoint (or not compared), tflite_int8 only with its mIoU measured within
+    INT8_MAX_IOU_DROP of the checkpoint's."""
+    def choice(row, why):
+        return {'format': row and row['format'], 'why': why,
+                'images_per_second': row and row['images_per_second']}
+
     timed = [row for row in rows if 'images_per_second' in row]
     if not timed:
-        return None, 'no format was timed (give --benchmark_size)'
+        return choice(None, 'no format was timed (give --benchmark_size)')
     vouched, left_out = [], []
     for row in timed:
         if row['format'] == 'tflite_int8':
@@ -215,9 +220,8 @@ def recommend_format(rows):
             continue
         vouched.append(row)
     if not vouched:
-        return None, 'no timed format is vouched for: ' + '; '.join(left_out)
-    best = max(vouched, key=lambda row: row['images_per_second'])
+        return choice(None, 'no timed format is vouched for: ' + '; '.join(left_out))
     why = 'the fastest of %s here' % ', '.join(row['format'] for row in vouched)
     if left_out:
         why += '; left out: ' + '; '.join(left_out)
-    return best, why
+    return choice(max(vouched, key=lambda row: row['images_per_second']), why)
