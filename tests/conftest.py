@@ -179,3 +179,48 @@ def train_demo_run(train_record, out, max_steps):
 def trained_run(demo_records, tmp_path_factory):
     """A tiny FCN-8s run (a few steps on the demo records): its output dir."""
     return train_demo_run(demo_records[0], str(tmp_path_factory.mktemp('run') / 'run'), 3)
+
+
+BROWSER_HARNESS = """<!DOCTYPE html><html><body><iframe id="r" src="%s" width="1200" height="900">
+</iframe><pre id="out"></pre><script>
+document.getElementById('r').onload = function () {
+  var d = this.contentDocument, images = Array.from(d.images);
+  var broken = images.filter(function (i) { return !i.complete || i.naturalWidth === 0; });
+  document.getElementById('out').textContent = JSON.stringify({images: images.length,
+    broken: broken.map(function (i) { return i.getAttribute('src'); }),
+    rows: d.querySelectorAll(%s).length});
+};
+</script></body></html>"""
+
+
+def chromium():
+    for name in ('chromium', 'chromium-browser', 'google-chrome'):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.skip('no Chromium here (Debian: apt-get install chromium)')
+
+
+def page_in_browser(page, tmp_path, rows_selector):
+    """Opens an offline page in headless Chromium: a screenshot must render and the console
+    hold no error of the page's; returns what the page showed: {'images': count, 'broken':
+    [src of images that did not load], 'rows': elements matching `rows_selector`}."""
+    import json
+    import re
+    flags = [chromium(), '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
+             '--disable-background-networking', '--allow-file-access-from-files',
+             '--user-data-dir=%s' % (tmp_path / 'profile'), '--enable-logging=stderr', '--v=0']
+    screenshot = str(tmp_path / 'page.png')
+    shot = subprocess.run(flags + ['--window-size=1200,2400', '--screenshot=%s' % screenshot,
+                                   'file://' + page], capture_output=True, text=True,
+                          timeout=120)
+    assert os.path.getsize(screenshot) > 10000, shot.stderr[-2000:]
+    console = [line for line in shot.stderr.splitlines() if 'CONSOLE' in line]
+    assert not [line for line in console if os.path.basename(page) in line], console
+    harness = tmp_path / 'harness.html'
+    harness.write_text(BROWSER_HARNESS % ('file://' + page, json.dumps(rows_selector)))
+    dump = subprocess.run(flags + ['--virtual-time-budget=10000', '--dump-dom',
+                                   'file://%s' % harness], capture_output=True, text=True,
+                          timeout=120)
+    found = re.search(r'<pre id="out">(.*?)</pre>', dump.stdout, re.S)
+    assert found and found.group(1), dump.stderr[-2000:]
+    return json.loads(found.group(1).replace('&quot;', '"'))

@@ -3,13 +3,12 @@
 import json
 import os
 import re
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
 import evaluate
+from tests.conftest import page_in_browser
 from utils.errors import ConfigError
 from utils.evaluation.binary import NUM_BINS, BinaryCurve, positive_class_of
 
@@ -89,44 +88,6 @@ def test_the_report_holds_every_part_and_opens_offline(report):
     assert 0 <= metrics['binary']['max_f'] <= 1 and metrics['binary']['positive_class'] == 2
 
 
-HARNESS = """<!DOCTYPE html><html><body><iframe id="r" src="%s" width="1200" height="900">
-</iframe><pre id="out"></pre><script>
-document.getElementById('r').onload = function () {
-  var d = this.contentDocument, images = Array.from(d.images);
-  var broken = images.filter(function (i) { return !i.complete || i.naturalWidth === 0; });
-  document.getElementById('out').textContent = JSON.stringify({images: images.length,
-    broken: broken.map(function (i) { return i.getAttribute('src'); }),
-    rows: d.querySelectorAll('#per-class tbody tr').length});
-};
-</script></body></html>"""
-
-
-def chromium():
-    for name in ('chromium', 'chromium-browser', 'google-chrome'):
-        if shutil.which(name):
-            return shutil.which(name)
-    pytest.skip('no Chromium here (Debian: apt-get install chromium)')
-
-
 def test_the_report_shows_complete_in_a_real_browser(report, tmp_path):
-    browser = chromium()
-    page = os.path.join(report, 'report.html')
-    flags = [browser, '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-             '--allow-file-access-from-files', '--user-data-dir=%s' % (tmp_path / 'profile'),
-             '--enable-logging=stderr', '--v=0']
-    screenshot = str(tmp_path / 'report.png')
-    shot = subprocess.run(flags + ['--window-size=1200,2400', '--screenshot=%s' % screenshot,
-                                   'file://' + page], capture_output=True, text=True,
-                          timeout=120)
-    assert os.path.getsize(screenshot) > 10000, shot.stderr[-2000:]
-    console = [line for line in shot.stderr.splitlines() if 'CONSOLE' in line]
-    assert not [line for line in console if 'report.html' in line], console
-    harness = tmp_path / 'harness.html'
-    harness.write_text(HARNESS % ('file://' + page))
-    dump = subprocess.run(flags + ['--virtual-time-budget=10000', '--dump-dom',
-                                   'file://%s' % harness], capture_output=True, text=True,
-                          timeout=120)
-    found = re.search(r'<pre id="out">(.*?)</pre>', dump.stdout, re.S)
-    assert found and found.group(1), dump.stderr[-2000:]
-    seen = json.loads(found.group(1).replace('&quot;', '"'))
+    seen = page_in_browser(os.path.join(report, 'report.html'), tmp_path, '#per-class tbody tr')
     assert seen['images'] == 11 and seen['broken'] == [] and seen['rows'] == 4, seen

@@ -3,11 +3,13 @@
     OUTPUT_DIR/config.yaml                 the resolved config of the run (utils/config.py)
     OUTPUT_DIR/train/model.ckpt-STEP.*     checkpoints; a rerun resumes from the newest usable
     OUTPUT_DIR/train/history.jsonl         {'step', 'loss', 'learning_rate', 'images_per_s',
-                                           'rss_mb'} per logged step
+                                           'rss_mb', 'train_seconds'} per logged step
+                                           (train_seconds: time in training steps so far)
     OUTPUT_DIR/best/model.ckpt-STEP.*      the checkpoint with the best validation mIoU
     OUTPUT_DIR/eval/best.json              {'mean_iou', 'step', 'checkpoint'} of that checkpoint
                                            (relative to OUTPUT_DIR)
-    OUTPUT_DIR/eval/metrics.jsonl          one line of scores per validation
+    OUTPUT_DIR/eval/metrics.jsonl          one line of scores per validation (with its step
+                                           and train_seconds)
     OUTPUT_DIR/eval/val_STEP[_K]_KIND.jpg  validation pictures per sample (utils/visualization.py)
     OUTPUT_DIR/progress.png                training loss and validation mIoU over steps
     TensorBoard event files in train/ (loss, learning rate, images/s) and eval/ (validation mIoU,

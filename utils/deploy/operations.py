@@ -34,9 +34,10 @@ def _macs(op_type, input_shape, kernel_shape, output_shape):
     return input_shape[0] * input_shape[1] * kernel_shape[1]  # MatMul [m, k] x [k, n]
 
 
-def count_ops(input_size, num_classes, **network_args):
+def count_ops(input_size, num_classes, full_names=False, **network_args):
     """[(layer name, MFLOPs)] in graph order for one image of `input_size` (height, width);
-    `network_args` (model=..., ...) go to nets.build_network."""
+    `network_args` (model=..., ...) go to nets.build_network. Layer names drop the network's
+    scope ('conv1/conv1_1'), or keep it with `full_names` ('vgg_16/conv1/conv1_1')."""
     with tf.Graph().as_default() as graph:
         images = tf.zeros([1, input_size[0], input_size[1], 3], tf.float32)
         build_network(images, num_classes, False, **network_args)
@@ -51,6 +52,8 @@ def count_ops(input_size, num_classes, **network_args):
     rows = {}
     for op, (input_shape, kernel_shape, output_shape) in zip(ops, shapes):
         name = _layer_name(op.name)
+        if full_names:
+            name = '%s/%s' % (op.name.split('/')[0], name)
         rows[name] = rows.get(name, 0) + 2 * _macs(op.type, input_shape, kernel_shape,
                                                      output_shape) / 1e6
     return list(rows.items())

@@ -42,6 +42,10 @@ class TrainingLoop:
         if chief:  # steps logged after the checkpoint resumed from are logged again
             for path in (run.history_path, run.metrics_path):
                 keep_steps_up_to(path, self.step)
+        # Seconds spent in training steps (input waits included; validation, saving and
+        # start-up not), over every job of the run: the time axis of time-to-quality curves.
+        self.train_seconds = training_seconds_before(run.history_path, self.step) if (
+            chief) else 0.0
         self.train_writer = tf.summary.FileWriter(run.train_dir) if chief else None
         self.eval_writer = tf.summary.FileWriter(run.eval_dir) if chief else None
 
@@ -72,7 +76,9 @@ class TrainingLoop:
             self.save()  # the steps so far are not lost
             raise error from None
         self.step = int(step)
-        self.window_seconds += time.time() - start
+        seconds = time.time() - start
+        self.window_seconds += seconds
+        self.train_seconds += seconds
         self.window_steps += 1
         if not math.isfinite(self.loss):
             raise TrainingError('loss became %s at step %d; stopped without saving: %s (lower '
@@ -98,7 +104,8 @@ class TrainingLoop:
             append_jsonl(self.run.history_path,
                          {'step': step, 'loss': float(self.loss),
                           'learning_rate': float(self.learning_rate), 'images_per_s': rate,
-                          'rss_mb': round(current_rss_mb(), 1)})
+                          'rss_mb': round(current_rss_mb(), 1),
+                          'train_seconds': round(self.train_seconds, 2)})
             self.train_writer.add_summary(scalar_summary(
                 {'loss': self.loss, 'learning_rate': self.learning_rate,
                  'images_per_s': rate}), step)
@@ -162,7 +169,8 @@ class TrainingLoop:
                                 run.eval_dir, self.log, self.crf_pool)
         sample = result.pop('sample_pictures', {})
         append_jsonl(run.metrics_path,
-                     {'step': step, **{k: v for k, v in result.items() if k != 'jpegs'}})
+                     {'step': step, 'train_seconds': round(self.train_seconds, 2),
+                      **{k: v for k, v in result.items() if k != 'jpegs'}})
         self.log('step %d validation on %d images: %s' % (step, result['num_images'],
                                                           format_scores(result)))
         self.write_validation_summaries(result, sample)
@@ -204,6 +212,14 @@ class TrainingLoop:
         return {'step': self.step, 'checkpoint': self.last_saved, 'eval_dir': self.run.eval_dir,
                 'validation': self.last_result, 'stopped': self.stopped,
                 'best': self.best if self.best['mean_iou'] >= 0 else None}
+
+
+def training_seconds_before(history_path, step):
+    """The training seconds a run had logged by `step` (0 for a new run or an older run's
+    history, which did not record them)."""
+    logged = [h.get('train_seconds', 0.0) for h in read_jsonl(history_path)
+              if h.get('step', 0) <= step]
+    return float(logged[-1]) if logged else 0.0
 
 
 def checkpoint_bytes(prefix):
