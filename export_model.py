@@ -18,13 +18,14 @@ from utils.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-from utils.cli import (add_run_flags, job_parser, list_of,  # noqa: E402
+from utils.cli import (add_run_flags, image_size, job_parser, list_of,  # noqa: E402
                        non_negative_float, positive_int, run_job)
 from utils.deploy.export import (FORMATS, PARITY_TOLERANCE, REPORT_FILENAME,  # noqa: E402
                                  benchmark_latency, compare_mean_iou, export_model, format_path,
                                  load_exported, parity_check, recommend_format,
                                  size_on_disk)
 from utils.errors import ConfigError  # noqa: E402
+from utils.data.pixels import MAX_IMAGE_PIXELS  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
 from utils.inference.image_files import expand_inputs, read_rgb  # noqa: E402
 from utils.inference.predictor import MIN_INPUT_SIDE, Predictor  # noqa: E402
@@ -42,8 +43,7 @@ def parse_args(argv=None):
                    'model.onnx, opset 13, through tf2onnx; run by onnxruntime), tflite '
                    '(EXPORT_DIR/model.tflite, builtin ops, needs --input_size; run by LiteRT), '
                    'tflite_int8 (model_int8.tflite, full-integer, needs --calibration_record)')
-    p.add_argument('--input_size', type=list_of(int, count=2, minimum=MIN_INPUT_SIDE,
-                                                example='320,480'),
+    p.add_argument('--input_size', type=image_size(MIN_INPUT_SIDE, MAX_IMAGE_PIXELS),
                    help='HEIGHT,WIDTH of the TFLite model (images of other sizes are resized)')
     p.add_argument('--float16', action='store_true', help='TFLite with float16 weights')
     p.add_argument('--calibration_record', help='TFRecord(s) whose first images calibrate '
@@ -56,8 +56,8 @@ def parse_args(argv=None):
                    help='frames per second per camera (> 0)')
     p.add_argument('--parity_images', nargs='*', default=[],
                    help='images, folders or globs to compare checkpoint and export on')
-    p.add_argument('--benchmark_size', type=list_of(int, count=2, minimum=MIN_INPUT_SIDE,
-                                                    example='360,480'),
+    p.add_argument('--benchmark_size', type=image_size(MIN_INPUT_SIDE, MAX_IMAGE_PIXELS,
+                                                       '360,480'),
                    help='HEIGHT,WIDTH: report ms per image at batch 1')
     p.add_argument('--benchmark_batch', type=positive_int, default=1)
     args = p.parse_args(argv)

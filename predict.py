@@ -29,7 +29,8 @@ from utils.deploy.exported import ExportedPredictor  # noqa: E402
 from utils.errors import ConfigError, DataError  # noqa: E402
 from utils.evaluation.crf_search import (searched_crf_settings,  # noqa: E402
                                          with_crf_settings)
-from utils.inference.image_files import CRF_MAX_PIXELS, expand_inputs, predict_files  # noqa: E402
+from utils.inference.image_files import (CRF_MAX_PIXELS, check_output_apart, expand_inputs,  # noqa: E402
+                                         predict_files)
 from utils.inference.predictor import MIN_INPUT_SIDE, Predictor  # noqa: E402
 from utils.inference.tiling import Tiling, default_overlap  # noqa: E402
 from utils.inference.video import is_video, predict_video, video_name  # noqa: E402
@@ -116,6 +117,7 @@ def main(argv=None):
         videos = [spec for spec in args.input if is_video(spec)]
         images = [spec for spec in args.input if not is_video(spec)]
         paths = expand_inputs(images) if images else []
+        check_output_apart(paths + videos, args.output_dir)  # never write over an input
         output_folder(args.output_dir, '--output_dir')
         if args.tile and videos:
             print('--tile applies to images; videos run whole (--max_side %d)' % args.max_side,

@@ -328,7 +328,7 @@ def test_a_batch_beyond_the_machines_memory_is_refused_before_the_first_step(dem
     """The activations the backward pass keeps are a lower bound of a step's memory; a batch
     whose bound exceeds the available memory stops with one line instead of a crash."""
     from utils.training.graph import (activation_bytes_lower_bound, build_training_graph,
-                                      check_activation_memory)
+                                      check_activation_memory, variable_bytes)
     bounds = {}
     for batch in (1, 2):
         config = tiny_config(dataset_train=demo_records[0], batch_size=batch)
@@ -338,6 +338,24 @@ def test_a_batch_beyond_the_machines_memory_is_refused_before_the_first_step(dem
     # conv1_1 and its ReLU alone: 2 x 32 x 32 x 64 float32 values per image
     assert bounds[1] > 2 * 32 * 32 * 64 * 4 and bounds[2] == 2 * bounds[1]
     assert check_activation_memory(graph, config, None) == bounds[2]
+    weights = variable_bytes(graph)
     with pytest.raises(ConfigError, match='batch_size 2 at crop_size 32x32 keeps at least .* '
                                           'lower batch_size or crop_size'):
-        check_activation_memory(graph, config, bounds[2] - 1)
+        check_activation_memory(graph, config, bounds[2] + weights - 1)
+    check_activation_memory(graph, config, bounds[2] + weights)
+
+
+def test_weights_beyond_the_machines_memory_are_refused_before_the_first_step(demo_records):
+    """fc_depth 60000 (issue 32): about 20 GB of weights and three times that with Adam.
+    Weights, optimiser slots and gradients count against the available memory."""
+    from utils.training.graph import build_training_graph, check_activation_memory, variable_bytes
+    config = tiny_config(dataset_train=demo_records[0], model='fcn8s', fc_depth=60000)
+    with tf.Graph().as_default() as graph:
+        build_training_graph(config, log=lambda *_: None)  # builds, allocates nothing
+        weights = variable_bytes(graph)
+        fc_bytes = (7 * 7 * 512 * 60000 + 60000 * 60000) * 4  # fc6 and fc7, float32
+        # weights, Adam's two slots, the gradient: four copies (the rest is small beside them)
+        assert 4 * fc_bytes < weights < 4.02 * fc_bytes
+        with pytest.raises(ConfigError, match=r'weights, adam slots and gradients need .* lower '
+                                              r'fc_depth \(now 60000\)'):
+            check_activation_memory(graph, config, 24 * 2 ** 30)

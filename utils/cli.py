@@ -58,6 +58,21 @@ def list_of(item_type, count=None, minimum=None, example='1,2'):
     return parse
 
 
+def image_size(minimum, max_pixels, example='320,480'):
+    """An argparse `type`: 'HEIGHT,WIDTH', both >= `minimum`, at most `max_pixels` in all (the
+    pixel limit of every decoder: a size beyond it would build tensors of many GB)."""
+    pair = list_of(int, count=2, minimum=minimum, example=example)
+
+    def parse(text):
+        height, width = pair(text)
+        if height * width > max_pixels:
+            raise argparse.ArgumentTypeError(
+                '%r is %d million pixels, above the pixel limit of %d million: '
+                'give a smaller size' % (text, height * width // 10 ** 6, max_pixels // 10 ** 6))
+        return height, width
+    return parse
+
+
 def int_at_least(minimum):
     """An argparse `type`: an int >= `minimum`; anything else is an argparse error."""
     def parse(text):

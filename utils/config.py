@@ -190,8 +190,18 @@ class Config:
         if not 0 <= self.batch_norm_decay < 1:
             raise ConfigError('batch_norm_decay must be in [0, 1), got %r'
                               % self.batch_norm_decay)
-        if self.learning_rate <= 0:
-            raise ConfigError('learning_rate must be positive, got %r' % self.learning_rate)
+        if not 0 < self.learning_rate < float('inf'):
+            raise ConfigError('learning_rate must be a positive finite rate, got %r'
+                              % self.learning_rate)
+        if not 0 <= self.momentum < 1:
+            raise ConfigError('momentum must be in [0, 1), got %r' % self.momentum)
+        if not 0 <= self.weight_decay < float('inf'):
+            raise ConfigError('weight_decay must be >= 0 and finite, got %r (0: no decay)'
+                              % self.weight_decay)
+        if self.class_weights and not (all(0 <= w < float('inf') for w in self.class_weights)
+                                       and any(w > 0 for w in self.class_weights)):
+            raise ConfigError('class_weights must be finite and >= 0, at least one above 0; '
+                              'got %s' % (list(self.class_weights),))
         for name in ('bias_lr_multiplier', 'backbone_lr_multiplier'):
             if getattr(self, name) <= 0:
                 raise ConfigError('%s must be positive, got %r (to freeze variables, set '

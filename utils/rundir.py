@@ -31,6 +31,7 @@ import json
 import os
 import re
 import socket
+import stat
 
 import tensorflow.compat.v1 as tf
 
@@ -90,9 +91,17 @@ class RunDir:
         path = os.path.join(self.path, LOCK_FILENAME)
         try:
             os.makedirs(self.path, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            # Never through a link: a .lock linked to a file elsewhere would be read into the
+            # log and overwritten.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
         except OSError as e:
+            if os.path.islink(path):
+                raise ConfigError('%s is a symbolic link (to %s), not a lock file of this run: '
+                                  'remove the link and rerun' % (path, os.readlink(path))) from None
             raise output_error(path, e) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ConfigError('%s is not a regular file: remove it and rerun' % path)
         with os.fdopen(fd, 'r+') as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -169,15 +178,24 @@ class RunDir:
         """best.json's {'mean_iou', 'step', 'checkpoint'} with 'checkpoint' the prefix inside
         this run's folder (also for a run written with absolute paths, then copied or moved),
         or None before any validation."""
-        if not os.path.exists(self.best_path):
+        if not os.path.lexists(self.best_path):
             return None
-        with open(self.best_path) as f:
-            best = json.load(f)
-        stored = best['checkpoint']
-        if os.path.isabs(stored):  # written before paths were relative: its place in the run
-            stored = os.path.join(os.path.basename(os.path.dirname(stored)),
-                                  os.path.basename(stored))
-        best['checkpoint'] = os.path.join(self.path, stored)
+        if os.path.islink(self.best_path):
+            raise ConfigError('%s is a symbolic link, not this run\'s record of its best '
+                              'checkpoint: remove it (the next validation writes it again)'
+                              % self.best_path)
+        try:
+            with open(self.best_path) as f:
+                best = json.load(f)
+            stored = best['checkpoint']
+            float(best['mean_iou']), int(best['step'])  # noqa: B018 (both must be numbers)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError('%s is damaged (%s): remove it (the next validation writes it '
+                              'again), or give --checkpoint or --latest' % (self.best_path, e)
+                              ) from None
+        # Only ever a file of this run's best/ folder: a stored path that is absolute (written
+        # before paths were relative, then moved) or climbs out with '..' is taken by name.
+        best['checkpoint'] = os.path.join(self.best_dir, os.path.basename(str(stored)))
         return best
 
 

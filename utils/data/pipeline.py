@@ -16,6 +16,14 @@ from utils.errors import ConfigError, DataError
 AUTOTUNE = tf.data.experimental.AUTOTUNE
 
 
+# Records whose every label pixel is void: training would learn nothing at loss 0, and scores
+# would be NaN.
+NO_LABELLED_PIXEL = ('%s has no labelled pixel: every label is void, so there is nothing to '
+                     'learn or score; the likely cause is the conversion (a wrong '
+                     'label_map_default, void_label or label_map): convert again with the '
+                     "dataset's config")
+
+
 def check_dataset(record_spec, num_classes, log=print):
     """Fails early, naming the file, on records that are missing, empty, of another schema or
     of another number of classes (from the converter's report, and the first records), and
@@ -24,14 +32,20 @@ def check_dataset(record_spec, num_classes, log=print):
     skip the rest; a file with no readable record is an error. Training and evaluation both
     start here. Returns scan_records' list."""
     paths = resolve_record_paths(record_spec, log)
+    labelled = []  # labelled pixels per file, from the converter's reports
     for path in paths:
         report = report_path(path)
         if os.path.isfile(report):
             with open(report) as f:
-                written_for = json.load(f).get('num_classes')
+                written = json.load(f)
+            written_for = written.get('num_classes')
             if written_for is not None and written_for != num_classes:
                 raise ConfigError('%s was converted for %d classes but num_classes is %d; use '
                                   'the matching config' % (path, written_for, num_classes))
+            if written.get('pairs_written') and 'class_pixel_counts' in written:
+                labelled.append(sum(written['class_pixel_counts']))
+    if len(labelled) == len(paths) and not sum(labelled):
+        raise DataError(NO_LABELLED_PIXEL % ', '.join(paths))
     check_records(paths, num_classes)
     files = scan_records(paths, check_schema=True)
     for damaged in [f for f in files if f.damage]:

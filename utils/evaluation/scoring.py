@@ -6,7 +6,7 @@ Used inside training (`run_validation`, same session) and by evaluate.py (`evalu
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from utils.data.pipeline import check_dataset, damage_report, eval_dataset
+from utils.data.pipeline import NO_LABELLED_PIXEL, check_dataset, damage_report, eval_dataset
 from utils.data.pixels import MAX_IMAGE_PIXELS
 from utils.data.records import (DecodeFailures, count_records, data_error_from,
                                 resolve_record_paths)
@@ -194,6 +194,9 @@ def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=
     if not result['num_images']:
         raise DataError('no image of %s could be scored: %s; convert the dataset again'
                         % (record_spec, '; '.join(failures.summary()[:3]) or 'no record'))
+    if not np.asarray(result['confusion']).sum():
+        raise DataError(NO_LABELLED_PIXEL % ('%s (%d images)' % (record_spec,
+                                                                 result['num_images'])))
     return result, rows, {kind: [k[2] for k in items] for kind, items in kept.items()}
 
 

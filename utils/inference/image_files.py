@@ -14,6 +14,7 @@ import numpy as np
 from utils.crf import CrfPool
 from utils.data.layouts import IMAGE_EXTENSIONS
 from utils.data.pixels import MAX_IMAGE_PIXELS, ImageTooLarge, check_pixels, header_size
+from utils.errors import ConfigError
 from utils.fileio import atomic_write_bytes
 from utils.inference.tiling import tiled_class_map, tiled_probabilities
 from utils.visualization import colorize, make_palette, overlay, write_jpeg
@@ -216,3 +217,15 @@ def predict_files(predictor, paths, output_dir, crf=False, progress=None, log=pr
         write_prediction(output_dir, name, image, class_map, palette, config.overlay_alpha)
         written += 1
     return written, skipped
+
+
+def check_output_apart(inputs, output_dir):
+    """ConfigError when `output_dir` is the folder of an input (file path): the outputs
+    (NAME_label.png, ...) would be written among the inputs, over a user's own file of that
+    name."""
+    out = os.path.realpath(output_dir)
+    for path in inputs:
+        if os.path.realpath(os.path.dirname(os.path.abspath(path))) == out:
+            raise ConfigError('--output_dir %s is the folder of the input %s: predictions would '
+                              'be written among the inputs (over files of the same names); '
+                              'give another folder' % (output_dir, path))

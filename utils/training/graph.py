@@ -141,17 +141,36 @@ def activation_bytes_lower_bound(graph, batch_size, bytes_per_value=4):
     return total * bytes_per_value
 
 
+def variable_bytes(graph):
+    """Bytes of every variable of `graph` (weights, optimiser slots, step counters), and of
+    one gradient per trainable weight, at their own types."""
+    with graph.as_default():
+        held = sum(v.shape.num_elements() * v.dtype.base_dtype.size
+                   for v in tf.global_variables() if v.shape.is_fully_defined())
+        gradients = sum(v.shape.num_elements() * v.dtype.base_dtype.size
+                        for v in tf.trainable_variables() if v.shape.is_fully_defined())
+    return held + gradients
+
+
 def check_activation_memory(graph, config, available):
-    """Refuses a batch whose kept activations alone exceed the `available` memory (bytes; None:
-    unknown), which would otherwise end in the kernel's out-of-memory kill or a crash inside
-    oneDNN. Returns the lower bound in bytes. Call it on the training graph before the
-    validation graph is added."""
+    """Refuses a training step that cannot fit the `available` memory (bytes; None: unknown),
+    which would otherwise end in the kernel's out-of-memory kill or a crash inside oneDNN:
+    the activations the backward pass keeps, plus the weights, their optimiser slots and
+    gradients. Returns the activations' lower bound in bytes. Call it on the training graph
+    before the validation graph is added."""
     need = activation_bytes_lower_bound(graph, config.batch_size,
                                         2 if config.precision == 'mixed_bfloat16' else 4)
-    if available is not None and need > available:
+    weights = variable_bytes(graph)
+    if available is not None and weights > available:
+        raise ConfigError('the model\'s weights, %s slots and gradients need %.1f GB, and this '
+                          'machine has %.1f GB available: lower fc_depth (now %d) or the other '
+                          'width settings' % (config.optimizer, weights / 2 ** 30,
+                                              available / 2 ** 30, config.fc_depth))
+    if available is not None and need + weights > available:
         raise ConfigError('batch_size %d at crop_size %dx%d keeps at least %.1f GB of '
-                          'activations for the backward pass, and this machine has %.1f GB '
-                          'available: lower batch_size or crop_size'
+                          'activations for the backward pass beside %.1f GB of weights and '
+                          'optimiser state, and this machine has %.1f GB available: lower '
+                          'batch_size or crop_size'
                           % (config.batch_size, config.crop_size[0], config.crop_size[1],
-                             need / 2 ** 30, available / 2 ** 30))
+                             need / 2 ** 30, weights / 2 ** 30, available / 2 ** 30))
     return need

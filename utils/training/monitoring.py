@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from utils.errors import ConfigError
 from utils.fileio import atomic_path, atomic_write_text
 
 
@@ -54,15 +55,26 @@ def image_summary(tag, rgb):
     return tf.Summary(value=[tf.Summary.Value(tag=tag, image=image)])
 
 
+def refuse_link(path):
+    """A run's files are its own: a symbolic link in their place (to a file anywhere) is
+    neither read nor written through."""
+    if os.path.islink(path):
+        raise ConfigError('%s is a symbolic link (to %s), not a file of this run: remove the '
+                          'link and rerun' % (path, os.readlink(path)))
+
+
 def append_jsonl(path, record):
-    with open(path, 'a') as f:
+    refuse_link(path)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    with os.fdopen(fd, 'a') as f:
         f.write(json.dumps(record) + '\n')
 
 
 def read_jsonl(path):
     """Records of a JSON-lines file; a torn last line (killed writer) is ignored."""
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         return []
+    refuse_link(path)
     records = []
     with open(path) as f:
         for line in f:
