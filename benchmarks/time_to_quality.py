@@ -10,6 +10,10 @@ of several recipes on one picture.
     # the curve of a run trained before (its validations must cover the whole val split)
     python benchmarks/time_to_quality.py curve --run_dir runs/camvid --json ttq/full.json \
         --label "7000-step recipe" --gemm_peak 119.5
+    # a recipe too long to rerun here: its recorded scores by step, timed by a measured step
+    python benchmarks/time_to_quality.py projected --config configs/camvid_fcn8s.yaml \
+        --label "7000-step recipe" --json ttq/full.json --step_seconds 5.4 --gemm_peak 114.3 \
+        --scores 500:0.595,1500:0.629,3000:0.634,4500:0.700,6000:0.710,7000:0.717
     # several recipes on one picture
     python benchmarks/time_to_quality.py plot ttq/*.json --output docs/time_to_quality.png
 
@@ -62,6 +66,16 @@ def parse_args(argv=None):
     curve.add_argument('--gemm_peak', type=float, required=True,
                        help='float32 matmul GFLOP/s of the machine that trained it')
     curve.add_argument('--cpu', default='', help='that machine\'s CPU class, as text')
+    projected = commands.add_parser('projected', help='recorded scores by step, timed by a '
+                                    'step time measured here (marked projected)')
+    projected.add_argument('--config', required=True)
+    projected.add_argument('--label', required=True)
+    projected.add_argument('--json', required=True)
+    projected.add_argument('--step_seconds', type=float, required=True,
+                           help='seconds per training step of the config, measured here')
+    projected.add_argument('--gemm_peak', type=float, required=True)
+    projected.add_argument('--scores', required=True, help='STEP:MIOU,... (mIoU 0..1)')
+    projected.add_argument('--source', default='', help='where the scores come from')
     plot = commands.add_parser('plot', help='several curves on one picture')
     plot.add_argument('curves', nargs='+', help='JSON files of run / curve')
     plot.add_argument('--output', required=True, help='PNG')
@@ -82,6 +96,32 @@ def training_gflops_per_image(config):
     return sum(mflops * (3 if trains(name) else 1) for name, mflops in rows) / 1000
 
 
+def point(step, mean_iou, seconds, config, gflops, gemm_peak):
+    """One point of a curve: a validation at `step` after `seconds` of training."""
+    minutes, images = seconds / 60, step * config.batch_size
+    return {'step': step, 'mean_iou': mean_iou, 'train_minutes': round(minutes, 2),
+            'avx2_class_minutes': round(minutes * gemm_peak / REFERENCE_PEAK_GFLOPS, 2),
+            'images': images, 'pflop': round(images * gflops / 1e6, 4)}
+
+
+def projected_curve(args):
+    """A curve of recorded scores by step, each timed as step x --step_seconds."""
+    config = resolve_config(args.config)
+    gflops = training_gflops_per_image(config)
+    try:
+        scores = [(int(step), float(iou)) for step, iou in
+                  (item.split(':') for item in args.scores.split(','))]
+    except ValueError:
+        raise ConfigError('--scores %r is not STEP:MIOU,... (e.g. 500:0.595,1500:0.629)'
+                          % args.scores) from None
+    return {'label': args.label, 'projected': True, 'source': args.source,
+            'step_seconds': args.step_seconds, 'cpu': cpu_class(),
+            'gemm_peak_gflops': args.gemm_peak, 'reference_peak_gflops': REFERENCE_PEAK_GFLOPS,
+            'training_gflops_per_image': round(gflops, 2), 'config': config.to_dict(),
+            'points': [point(step, iou, step * args.step_seconds, config, gflops,
+                             args.gemm_peak) for step, iou in scores]}
+
+
 def curve_of(run_dir, label, gemm_peak, cpu):
     """The time-to-quality record of a run: its validations against steps, training minutes,
     AVX2-class minutes and PFLOP."""
@@ -100,15 +140,9 @@ def curve_of(run_dir, label, gemm_peak, cpu):
         if seconds is None:
             raise ConfigError('%s does not record training time at step %d (trained before '
                               'train_seconds was logged)' % (run_dir, step))
-        minutes = seconds / 60
-        images = step * config.batch_size
-        points.append({'step': step, 'mean_iou': scores['mean_iou'],
-                       'num_images': scores['num_images'],
-                       'train_minutes': round(minutes, 2),
-                       'avx2_class_minutes': round(minutes * gemm_peak / REFERENCE_PEAK_GFLOPS,
-                                                   2),
-                       'images': images, 'pflop': round(images * gflops / 1e6, 4),
-                       'per_class_iou': scores.get('per_class_iou')})
+        points.append(dict(point(step, scores['mean_iou'], seconds, config, gflops, gemm_peak),
+                           num_images=scores['num_images'],
+                           per_class_iou=scores.get('per_class_iou')))
     if not points:
         raise ConfigError('%s has no validation yet (eval/metrics.jsonl): train with '
                           '--dataset_val and --eval_every' % run_dir)
@@ -146,15 +180,21 @@ def plot_curves(records, path):
     for record in records:
         points = record['points']
         iou = [100 * p['mean_iou'] for p in points]
-        by_time.plot([p['avx2_class_minutes'] for p in points], iou, 'o-', label=record['label'])
-        by_work.plot([p['pflop'] for p in points], iou, 'o-', label=record['label'])
+        style = 'o--' if record.get('projected') else 'o-'
+        label = record['label'] + (' (projected)' if record.get('projected') else '')
+        by_time.plot([p['avx2_class_minutes'] for p in points], iou, style, label=label)
+        by_work.plot([p['pflop'] for p in points], iou, style, label=label)
     by_time.axhline(100 * TARGET_MIOU, color='grey', ls=':', lw=1)
     by_time.axvline(TARGET_MINUTES, color='grey', ls=':', lw=1)
+    by_time.annotate('target: %g mIoU by %d min' % (100 * TARGET_MIOU, TARGET_MINUTES),
+                     (TARGET_MINUTES, 100 * TARGET_MIOU), fontsize=8, color='grey',
+                     xytext=(4, 4), textcoords='offset points')
     by_time.set_xlabel('training minutes, AVX2 class (2 cores, 90 GFLOP/s float32 peak)')
     by_time.set_ylabel('validation mIoU, no CRF (%)')
     by_work.set_xlabel('training PFLOP')
-    for axis in (by_time, by_work):
-        axis.grid(alpha=0.3)
+    for axis in (by_time, by_work):  # log: a 90-minute and a 13-hour recipe on one axis
+        axis.set_xscale('log')
+        axis.grid(alpha=0.3, which='both')
     by_work.legend(fontsize=8, loc='lower right')
     fig.tight_layout()
     with atomic_path(path) as tmp_path:
@@ -185,6 +225,8 @@ def main(argv=None):
         setup_tensorflow()
         if args.command == 'run':
             record = train_and_record(args, log)
+        elif args.command == 'projected':
+            record = projected_curve(args)
         else:
             record = curve_of(args.run_dir, args.label, args.gemm_peak, args.cpu)
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

@@ -276,3 +276,31 @@ def test_sigterm_mid_conversion_removes_its_parts_and_keeps_the_earlier_output(
     assert not leftovers(str(tmp_path))
     assert (open(out, 'rb').read(), open(out + REPORT_SUFFIX).read()) == before
     assert not processes_naming(out)  # no worker outlives the run
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc'), reason='needs /proc to see the workers')
+def test_a_worker_killed_mid_conversion_ends_it_in_one_line(tmp_path, many_pairs):
+    """As the out-of-memory killer would: SIGKILL to one worker. The parent notices, removes
+    its parts and exits with one line (a Pool waited for the lost chunk for ever)."""
+    out = str(tmp_path / 'train.record')
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, 'convert_fcn_dataset.py')] + list(converter_args(
+            many_pairs, out, '--num_workers', '2')),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        deadline = time.time() + 120
+        while not part_files(str(tmp_path)):
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.005)
+        workers = [pid for pid in processes_naming(out) if int(pid) != proc.pid]
+        assert workers
+        os.kill(int(workers[0]), signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, stdout + stderr
+    assert stderr.strip().splitlines()[-1].startswith(
+        'error: a conversion worker process died before its part was written'), stderr
+    assert 'Traceback' not in stderr
+    assert not leftovers(str(tmp_path)) and not os.path.exists(out)
+    assert not processes_naming(out)

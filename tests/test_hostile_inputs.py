@@ -135,3 +135,16 @@ def test_history_of_steps_is_kept_once(tmp_path):
     append_jsonl(path, {'step': 2})
     assert read_jsonl(path) == [{'step': 1}, {'step': 2}]
     assert json.loads(open(path).read().splitlines()[1]) == {'step': 2}
+
+
+def test_a_job_run_without_the_virtualenv_says_how_to_activate_it():
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    # -S: no site-packages, as a system Python without the project's packages
+    done = subprocess.run([sys.executable, '-S', os.path.join(ROOT, 'train.py'), '--help'],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'tensorflow is not installed' in lines[0], done.stderr
+    assert 'bin/activate' in lines[0]

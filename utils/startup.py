@@ -23,11 +23,28 @@ def import_tensorflow_quietly():
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
+    missing = None
     try:
         os.dup2(devnull, 2)
         import tensorflow  # noqa: F401
         import tensorflow.compat.v1  # noqa: F401
+    except ModuleNotFoundError as e:
+        missing = e.name
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+    if missing:
+        sys.exit(not_installed_message(missing))
+
+
+def not_installed_message(module):
+    """The one line for a job started by a Python without the project's packages (most often:
+    the virtualenv is not active)."""
+    venv = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '.venv')
+    if os.path.isfile(os.path.join(venv, 'bin', 'python')):
+        how = 'activate the project\'s virtualenv first: source %s/bin/activate' % venv
+    else:
+        how = 'set it up first: make setup (creates %s), then source %s/bin/activate' % (venv,
+                                                                                       venv)
+    return 'error: %s is not installed for %s; %s' % (module, sys.executable, how)

@@ -7,6 +7,7 @@ conversion succeeded, so an interrupted run never leaves a valid-looking partial
 files of an earlier conversion to the same path are replaced only when the caller allows it.
 """
 import collections
+import concurrent.futures
 import contextlib
 import glob
 import io
@@ -201,17 +202,31 @@ def _map_parts(tasks, num_workers, progress):
     if num_workers <= 1:  # in this process: progress pair by pair
         return [_write_part(task, progress) for task in tasks]
 
-    def collect(results):
-        out = []
-        for task, result in zip(tasks, results):
-            out.append(result)
+    # concurrent.futures, not multiprocessing.Pool: a Pool replaces a worker killed by a
+    # signal (the out-of-memory killer's SIGKILL) and waits for its lost chunk for ever; an
+    # executor reports it as BrokenProcessPool.
+    executor = concurrent.futures.ProcessPoolExecutor(
+        num_workers, mp_context=multiprocessing.get_context('fork'), initializer=_worker_init)
+    futures, out = [], []
+    try:
+        futures = [executor.submit(_write_part, task) for task in tasks]
+        for task, future in zip(tasks, futures):
+            out.append(future.result())
             if progress:
                 progress(len(task[1]))
         return out
-
-    with multiprocessing.get_context('fork').Pool(num_workers,
-                                                  initializer=_worker_init) as pool:
-        return collect(pool.imap(_write_part, tasks))
+    except concurrent.futures.process.BrokenProcessPool:
+        raise DataError('a conversion worker process died before its part was written (killed, '
+                        'as the out-of-memory killer does); nothing was written: rerun with '
+                        'fewer --num_workers or with more free memory') from None
+    finally:
+        if len(out) < len(tasks):  # stopped or failed: no worker goes on writing parts
+            for future in futures:
+                future.cancel()
+            for process in list((getattr(executor, '_processes', None) or {}).values()):
+                if process.is_alive():
+                    process.terminate()
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _concatenate(parts, path):
