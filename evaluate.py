@@ -105,18 +105,22 @@ def run_evaluation(args, config, checkpoint, checkpoint_why):
     """Scores the split, draws the chosen images, writes the reports and report.html and
     prints the table."""
     palette = make_palette(config.class_colors, config.num_classes)
-    pictures = {}  # filename -> {kind: path relative to the output dir}
+    pictures = {}  # record -> {kind: path relative to the output dir}
+    stems = set()
 
-    def draw(sample):
+    def draw(record, sample):
         image, label, prediction, crf_prediction, filename = sample
-        if filename not in pictures:
-            paths = write_sample_jpegs(
-                os.path.join(args.output_dir, 'images'),
-                os.path.splitext(os.path.basename(filename))[0], image, label, prediction,
-                crf_prediction, palette, config.overlay_alpha)
-            pictures[filename] = {kind: os.path.relpath(path, args.output_dir)
-                                  for kind in SAMPLE_KINDS for path in paths
-                                  if path.endswith('_%s.jpg' % kind)}
+        if record in pictures:
+            return
+        stem = os.path.splitext(os.path.basename(filename))[0]
+        if stem in stems:  # two records of one file name (a/x.png, b/x.png) draw apart
+            stem = '%s_record%d' % (stem, record)
+        stems.add(stem)
+        paths = write_sample_jpegs(os.path.join(args.output_dir, 'images'), stem, image, label,
+                                   prediction, crf_prediction, palette, config.overlay_alpha)
+        pictures[record] = {kind: os.path.relpath(path, args.output_dir)
+                            for kind in SAMPLE_KINDS for path in paths
+                            if path.endswith('_%s.jpg' % kind)}
 
     num_worst = args.num_draw if args.draw == 'worst' else 0
     print('Evaluating %s on %s' % (checkpoint, args.dataset))
@@ -126,13 +130,13 @@ def run_evaluation(args, config, checkpoint, checkpoint_why):
             max(num_worst, args.gallery), on_image=draw if args.draw == 'all' else None,
             crf_pool=crf_pool, max_pixels=args.max_image_pixels, best=args.gallery,
             positive_class=positive_class_of(config, args.positive_class))
-    for sample in kept['worst'][:max(num_worst, args.gallery)] + kept['best']:
-        draw(sample)
+    for record, sample in kept['worst'][:max(num_worst, args.gallery)] + kept['best']:
+        draw(record, sample)
     names = class_names_of(config)
     write_reports(args.output_dir, result, rows, names, {
         'class_names': names, 'checkpoint': checkpoint, 'dataset': args.dataset,
         'scales': list(args.scales), 'flip': args.flip})
-    gallery = {kind: [sample[4] for sample in kept[kind][:args.gallery]]
+    gallery = {kind: [record for record, _ in kept[kind][:args.gallery]]
                for kind in ('worst', 'best')}
     page = write_report_page(args.output_dir, 'Evaluation of %s' % args.run_dir, result, rows,
                              names, palette, gallery, pictures,

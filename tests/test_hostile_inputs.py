@@ -148,3 +148,28 @@ def test_a_job_run_without_the_virtualenv_says_how_to_activate_it():
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and 'tensorflow is not installed' in lines[0], done.stderr
     assert 'bin/activate' in lines[0]
+
+
+def test_two_records_of_one_file_name_are_drawn_and_scored_apart(trained_run, tmp_path):
+    import csv
+    import re
+    pairs = []
+    for seed in (4, 5):  # the demo's file names are the same for every seed
+        data = write_demo_dataset(str(tmp_path / ('d%d' % seed)), num_train=1, num_val=1,
+                                  height=64, width=80, seed=seed)
+        pairs += camvid_pairs(data, 'val')
+    assert os.path.basename(pairs[0][0]) == os.path.basename(pairs[1][0])
+    record = str(tmp_path / 'same_names.record')
+    convert_pairs(pairs, record, make_label_spec(DEMO_NUM_CLASSES), log=lambda *_: None)
+    out = tmp_path / 'eval'
+    code, log = run_script('evaluate.py', '--run_dir', trained_run, '--dataset', record,
+                           '--output_dir', str(out), '--gallery', '1')
+    assert code == 0, log
+    rows = list(csv.DictReader(open(out / 'per_image.csv')))
+    assert [r['record'] for r in rows] == ['0', '1']
+    page = (out / 'report.html').read_text()
+    shown = re.findall(r'<div class="t">[^<]* \(record (\d)\): mIoU ([-0-9.]+)', page)
+    images = re.findall(r'<img src="(images/[^"]*_img\.jpg)"', page)
+    assert len(shown) == 2 and len(set(images)) == 2, (shown, images)
+    for record, miou in shown:  # each entry shows its own record's score
+        assert miou == '%.1f' % (100 * float(rows[int(record)]['mean_iou']))

@@ -135,20 +135,21 @@ def story_section(story):
 
 
 def gallery_section(title, samples, rows, pictures, legend):
-    """One row per sample: its five pictures and per-image IoU."""
+    """One row per sample (`samples`: record numbers): its five pictures and per-image IoU."""
     if not samples:
         return ''
-    by_name = {r['filename']: r for r in rows}
+    by_record = {r['record']: r for r in rows}  # file names can repeat; records cannot
     parts = ['<h2>%s</h2>%s' % (_e(title), legend)]
-    for filename in samples:
-        row = by_name[filename]
+    for record in samples:
+        row = by_record[record]
         crf = ', with CRF %s' % _pct(row['crf_mean_iou']) if 'crf_mean_iou' in row else ''
         figures = ''.join('<figure><img src="%s" alt="%s"><figcaption>%s</figcaption></figure>'
-                          % (_e(pictures[filename][kind]), KIND_TITLES[kind], KIND_TITLES[kind])
-                          for kind in SAMPLE_KINDS if kind in pictures[filename])
-        parts.append('<div class="sample"><div class="t">%s: mIoU %s%s</div><div class="pics">'
-                     '%s</div></div>' % (_e(os.path.basename(filename)), _pct(row['mean_iou']),
-                                         crf, figures))
+                          % (_e(pictures[record][kind]), KIND_TITLES[kind], KIND_TITLES[kind])
+                          for kind in SAMPLE_KINDS if kind in pictures[record])
+        parts.append('<div class="sample"><div class="t">%s (record %d): mIoU %s%s</div>'
+                     '<div class="pics">%s</div></div>'
+                     % (_e(os.path.basename(row['filename'])), record, _pct(row['mean_iou']),
+                        crf, figures))
     return ''.join(parts)
 
 

@@ -162,10 +162,12 @@ def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=
 
     Returns (scores dict with 'confusion', 'crf' when config.crf, 'binary' with a
     `positive_class` (utils.evaluation.binary), and 'data' (see data_summary), per-image rows,
-    kept samples {'worst': [...], 'best': [...]}). Per-image rows are dicts: filename,
+    kept samples {'worst': [(record, sample)...], 'best': [...]}). Per-image rows are dicts:
+    record (the image's place in the evaluation, 0-based: file names can repeat), filename,
     pixel_accuracy, mean_iou (and crf_mean_iou). The samples (image, label, prediction,
     crf_prediction, filename) of the `worst` and the `best` images by mean IoU are kept for
-    drawing, worst or best first; every image is also passed to `on_image` as it comes.
+    drawing, worst or best first; every image is also passed to `on_image(record, sample)` as
+    it comes.
     Raises DataError when no image could be scored.
     """
     files = check_dataset(record_spec, config.num_classes, log)
@@ -181,15 +183,15 @@ def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=
                  crf_image_hist) in scored_images(session, graph, config, scorer, crf_pool):
                 image_result = scores(image_hist)
                 miou = image_result['mean_iou']
-                row = {'filename': filename, 'pixel_accuracy': image_result['pixel_accuracy'],
-                       'mean_iou': miou}
+                row = {'record': len(rows), 'filename': filename,
+                       'pixel_accuracy': image_result['pixel_accuracy'], 'mean_iou': miou}
                 if crf_image_hist is not None:
                     row['crf_mean_iou'] = scores(crf_image_hist)['mean_iou']
                 rows.append(row)
                 sample = (image, label, prediction, crf_prediction, filename)
                 if on_image:
-                    on_image(sample)
-                keep_extremes(kept, (miou, len(rows), sample), worst, best)
+                    on_image(row['record'], sample)
+                keep_extremes(kept, (miou, row['record'], sample), worst, best)
     result = dict(scorer.result(with_confusion=True), data=data_summary(files, failures))
     if not result['num_images']:
         raise DataError('no image of %s could be scored: %s; convert the dataset again'
@@ -197,7 +199,7 @@ def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=
     if not np.asarray(result['confusion']).sum():
         raise DataError(NO_LABELLED_PIXEL % ('%s (%d images)' % (record_spec,
                                                                  result['num_images'])))
-    return result, rows, {kind: [k[2] for k in items] for kind, items in kept.items()}
+    return result, rows, {kind: [(k[1], k[2]) for k in items] for kind, items in kept.items()}
 
 
 def keep_extremes(kept, item, worst, best):
