@@ -47,6 +47,7 @@ def test_run_files_that_are_links_are_refused(demo_records, tmp_path):
     ('{"mean_iou": 0.5, "step": 2, "checkp', 'is damaged'),
     ('{"mean_iou": 0.5, "step": 2, "checkpoint": "../../elsewhere/model.ckpt-2"}', None),
     ('{"mean_iou": 0.5, "step": 2, "checkpoint": "/abs/old/best/model.ckpt-2"}', None),
+    ('{"mean_iou": 0.5, "step": 2, "checkpoint": "best/model.ckpt-2"}', None),
 ])
 def test_best_json_is_read_only_inside_the_run(content, expected, tmp_path):
     run = RunDir(str(tmp_path / 'run'))

@@ -276,6 +276,11 @@ def test_memory_does_not_grow_over_a_long_run(demo_records, tmp_path):
     assert code == 0, log
     rss = {h['step']: h['rss_mb'] for h in read_jsonl(os.path.join(out, 'train',
                                                                    'history.jsonl'))}
-    growth = rss[400] - rss[200]  # after warm-up (allocator pools fill in the first steps)
-    print("RSS at step 200: %.1f MB, at 400: %.1f MB" % (rss[200], rss[400]))
-    assert growth < 25, rss
+    # After warm-up (allocator pools fill in the first steps), the floor of each half: single
+    # samples swing by up to 70 MB above it and back (seen on a 2-core EPYC: 1215 MB flat, half
+    # the samples of the second half at 1255-1282), while a leak lifts every sample, the floor
+    # with them.
+    early = min(rss[s] for s in range(120, 260, 20))
+    late = min(rss[s] for s in range(280, 420, 20))
+    print('RSS by step: %s; floors %.1f -> %.1f MB' % (rss, early, late))
+    assert late - early < 25, rss

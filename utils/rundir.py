@@ -193,9 +193,14 @@ class RunDir:
             raise ConfigError('%s is damaged (%s): remove it (the next validation writes it '
                               'again), or give --checkpoint or --latest' % (self.best_path, e)
                               ) from None
-        # Only ever a file of this run's best/ folder: a stored path that is absolute (written
-        # before paths were relative, then moved) or climbs out with '..' is taken by name.
-        best['checkpoint'] = os.path.join(self.best_dir, os.path.basename(str(stored)))
+        stored = str(stored)
+        if os.path.isabs(stored):  # written before paths were relative: its place in the run
+            stored = os.path.join(os.path.basename(os.path.dirname(stored)),
+                                  os.path.basename(stored))
+        path = os.path.normpath(os.path.join(self.path, stored))
+        if os.path.relpath(path, self.path).startswith(os.pardir):  # climbs out with '..'
+            path = os.path.join(self.best_dir, os.path.basename(stored))  # only inside the run
+        best['checkpoint'] = path
         return best
 
 
