@@ -215,3 +215,20 @@ def test_frozen_blocks_are_credited_with_the_work_they_save():
                                                       trainable_scopes='fcn'))
     forward = full / 3
     assert forward < head_only < 1.1 * forward
+
+
+def test_a_projected_curve_is_timed_by_the_measured_step_and_marked(tmp_path):
+    path = str(tmp_path / 'projected.json')
+    code, log = run_script('benchmarks/time_to_quality.py', 'projected', '--config',
+                           'configs/demo_fcn8s.yaml', '--label', 'long', '--json', path,
+                           '--step_seconds', '6', '--gemm_peak', '45', '--scores',
+                           '100:0.5,300:0.7')
+    assert code == 0, log
+    record = json.load(open(path))
+    assert record['projected'] is True
+    assert [(p['step'], p['train_minutes'], p['avx2_class_minutes']) for p in
+            record['points']] == [(100, 10.0, 5.0), (300, 30.0, 15.0)]
+    code, log = run_script('benchmarks/time_to_quality.py', 'projected', '--config',
+                           'configs/demo_fcn8s.yaml', '--label', 'x', '--json', path,
+                           '--step_seconds', '6', '--gemm_peak', '45', '--scores', '100=0.5')
+    assert code == 1 and "--scores '100=0.5' is not STEP:MIOU" in log, log
