@@ -45,6 +45,7 @@ from utils.fileio import atomic_path, atomic_write_text  # noqa: E402
 from utils.rundir import RunDir  # noqa: E402
 from utils.runtime import cpu_class, make_logger, setup_tensorflow  # noqa: E402
 from utils.training.monitoring import read_jsonl  # noqa: E402
+from utils.visualization import matplotlib_text  # noqa: E402
 
 REFERENCE_PEAK_GFLOPS = 90.0  # the README's reference: a 2-core AVX2 CPU (AMD EPYC)
 TARGET_MIOU = 0.69  # the fast recipe's target (issue 29), drawn on the picture
@@ -181,7 +182,8 @@ def plot_curves(records, path):
         points = record['points']
         iou = [100 * p['mean_iou'] for p in points]
         style = 'o--' if record.get('projected') else 'o-'
-        label = record['label'] + (' (projected)' if record.get('projected') else '')
+        label = matplotlib_text(record['label'] + (' (projected)' if record.get('projected')
+                                                   else ''))
         by_time.plot([p['avx2_class_minutes'] for p in points], iou, style, label=label)
         by_work.plot([p['pflop'] for p in points], iou, style, label=label)
     by_time.axhline(100 * TARGET_MIOU, color='grey', ls=':', lw=1)

@@ -174,3 +174,10 @@ def test_two_records_of_one_file_name_are_drawn_and_scored_apart(trained_run, tm
     assert len(shown) == 2 and len(set(images)) == 2, (shown, images)
     for record, miou in shown:  # each entry shows its own record's score
         assert miou == '%.1f' % (100 * float(rows[int(record)]['mean_iou']))
+
+
+def test_a_class_name_with_dollars_is_drawn_literally(tmp_path):
+    from utils.evaluation.reports import write_confusion_png
+    path = str(tmp_path / 'confusion.png')
+    write_confusion_png(path, [[5, 1], [0, 3]], ['$x^$ road', r'$\foo$'])  # bad TeX for mathtext
+    assert os.path.getsize(path) > 1000

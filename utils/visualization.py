@@ -76,3 +76,9 @@ def write_sample_jpegs(directory, prefix, image, label, prediction, crf_predicti
             write_jpeg(path, pictures[kind])
             paths.append(path)
     return paths
+
+
+def matplotlib_text(text):
+    """`text` as matplotlib draws it literally: a '$' would start mathtext ('$x$' typeset, an
+    unmatched one a ParseError that stopped the report)."""
+    return str(text).replace('$', r'\$')

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from utils.visualization import matplotlib_text
 from utils.fileio import atomic_path, atomic_write_text
 
 
@@ -83,8 +84,9 @@ def write_confusion_png(path, hist, names):
     size = max(4, 0.45 * len(names) + 2)
     fig, ax = plt.subplots(figsize=(size + 1, size))
     image = ax.imshow(normalised, cmap='Blues', vmin=0, vmax=1)
-    ax.set_xticks(range(len(names)), names, rotation=90)
-    ax.set_yticks(range(len(names)), names)
+    labels = [matplotlib_text(n) for n in names]
+    ax.set_xticks(range(len(names)), labels, rotation=90)
+    ax.set_yticks(range(len(names)), labels)
     ax.set_xlabel('prediction')
     ax.set_ylabel('ground truth')
     if len(names) <= 25:

@@ -22,6 +22,7 @@ from utils.evaluation.report_page import STYLE
 from utils.fileio import atomic_path, atomic_write_text
 from utils.rundir import RunDir
 from utils.training.monitoring import read_jsonl, smoothed
+from utils.visualization import matplotlib_text
 
 COMPARE_PAGE = 'compare.html'
 COMPARE_PLOT = 'compare.png'
@@ -110,17 +111,17 @@ def plot_comparison(runs, path):
 
     fig, (by_step, by_time, loss) = plt.subplots(1, 3, figsize=(15, 4.4))
     for index, run in enumerate(runs):
-        colour = 'C%d' % (index % 10)
+        colour, label = 'C%d' % (index % 10), matplotlib_text(run.name)
         steps = [v['step'] for v in run.validations]
         iou = [100 * v['mean_iou'] for v in run.validations]
-        by_step.plot(steps, iou, 'o-', color=colour, label=run.name)
+        by_step.plot(steps, iou, 'o-', color=colour, label=label)
         timed = [(v['train_seconds'] / 60, 100 * v['mean_iou']) for v in run.validations
                  if 'train_seconds' in v]
         if timed:
-            by_time.plot(*zip(*timed), 'o-', color=colour, label=run.name)
+            by_time.plot(*zip(*timed), 'o-', color=colour, label=label)
         if run.history:
             loss.plot([h['step'] for h in run.history],
-                      smoothed([h['loss'] for h in run.history]), color=colour, label=run.name)
+                      smoothed([h['loss'] for h in run.history]), color=colour, label=label)
     by_step.set_xlabel('step')
     by_time.set_xlabel('training minutes (time in training steps)')
     for axis in (by_step, by_time):
