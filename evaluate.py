@@ -5,10 +5,12 @@
         --scales 0.75,1,1.25 --flip --draw worst --num_draw 10
     python evaluate.py --run_dir runs/camvid --dataset val.record --output_dir out --crf_search 20
 
-Writes report.html (the whole story on one page: scores, per class, confusion, training,
-the worst and best images, settings), metrics.json, confusion.csv, confusion.png, per_class.md,
-per_image.csv and, per drawn image, the five JPEGs (image, annotation, prediction, CRF
-prediction, overlay) under images/. Two-class runs (KITTI road) also get MaxF and AP.
+Writes report.html (the whole story on one page: scores, per class with boundary F,
+confusion, calibration, the annotations that look wrong, training, the worst and best images,
+settings), metrics.json, confusion.csv, confusion.png, per_class.md, per_image.csv,
+reliability.png, suspect_labels.csv and, per drawn image, the five JPEGs (image, annotation,
+prediction, CRF prediction, overlay) under images/. Two-class runs (KITTI road) also get MaxF
+and AP.
 """
 import argparse
 import dataclasses
@@ -21,7 +23,8 @@ from utils.startup import import_tensorflow_quietly
 import_tensorflow_quietly()
 
 from utils.cli import (add_run_flags, job_parser, list_of,  # noqa: E402
-                       non_negative_int, output_folder, run_job)
+                       non_negative_float, non_negative_int, output_folder, positive_int,
+                       probability, run_job)
 from utils.config import CRF_SEARCH_KEYS  # noqa: E402
 from utils.crf import CrfPool  # noqa: E402
 from utils.data.pixels import MAX_IMAGE_PIXELS, PIXELS_FLAG  # noqa: E402
@@ -29,7 +32,12 @@ from utils.errors import ConfigError  # noqa: E402
 from utils.evaluation.crf_search import (collect_probabilities, crf_search,  # noqa: E402
                                          format_search_table, searched_crf_settings,
                                          with_crf_settings)
-from utils.evaluation.reports import class_names_of, per_class_markdown, write_reports  # noqa: E402
+from utils.evaluation.boundary import DEFAULT_TOLERANCE  # noqa: E402
+from utils.evaluation.calibration import write_reliability_png  # noqa: E402
+from utils.evaluation.reports import (SUSPECTS_FILENAME, class_names_of,  # noqa: E402
+                                      per_class_markdown, write_reports, write_suspects)
+from utils.evaluation.suspects import (DEFAULT_CONFIDENCE, DEFAULT_MIN_AREA,  # noqa: E402
+                                       SuspectFinder)
 from utils.evaluation.scoring import data_warnings, evaluate  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
 from utils.evaluation.binary import positive_class_of  # noqa: E402
@@ -67,6 +75,18 @@ def parse_args(argv=None):
     p.add_argument('--positive_class', metavar='NAME_OR_INDEX',
                    help='two-class scores (MaxF, AP, ...) of this class against the rest '
                    '(default: road, or class 1, for two-class runs; none otherwise)')
+    p.add_argument('--boundary_tolerance', type=non_negative_float,
+                   default=DEFAULT_TOLERANCE, metavar='PIXELS',
+                   help='boundary F-score: a predicted boundary pixel counts when an annotated '
+                   'one is this close, in pixels at 360x480, scaled with the image diagonal '
+                   '(default %(default)g)')
+    p.add_argument('--suspect_confidence', type=probability, default=DEFAULT_CONFIDENCE,
+                   metavar='P', help='annotations that look wrong: regions where the model gives '
+                   'another class at least this probability (default %(default)g: see README '
+                   '"Know your data")')
+    p.add_argument('--suspect_min_area', type=positive_int, default=DEFAULT_MIN_AREA,
+                   metavar='PIXELS', help='... of at least this many pixels (default '
+                   '%(default)d)')
     p.add_argument('--crf_from', metavar='CRF_SEARCH_JSON',
                    help='score with the CRF at the best setting of a crf_search.json')
     p.add_argument(PIXELS_FLAG, type=non_negative_int, default=MAX_IMAGE_PIXELS,
@@ -123,25 +143,35 @@ def run_evaluation(args, config, checkpoint, checkpoint_why):
                             if path.endswith('_%s.jpg' % kind)}
 
     num_worst = args.num_draw if args.draw == 'worst' else 0
+    names = class_names_of(config)
+    suspects = SuspectFinder(config.num_classes, palette, names, args.suspect_confidence,
+                             args.suspect_min_area)
     print('Evaluating %s on %s' % (checkpoint, args.dataset))
     with CrfPool(workers=None if config.crf else 1) as crf_pool:  # before the session
         result, rows, kept = evaluate(
             config, checkpoint, args.dataset, args.num_images, args.scales, args.flip,
             max(num_worst, args.gallery), on_image=draw if args.draw == 'all' else None,
             crf_pool=crf_pool, max_pixels=args.max_image_pixels, best=args.gallery,
-            positive_class=positive_class_of(config, args.positive_class))
+            positive_class=positive_class_of(config, args.positive_class),
+            boundary_tolerance=args.boundary_tolerance, calibration=True, suspects=suspects)
     for record, sample in kept['worst'][:max(num_worst, args.gallery)] + kept['best']:
         draw(record, sample)
-    names = class_names_of(config)
+    audit = {'reliability': write_reliability_png(args.output_dir, result['calibration']),
+             'suspects': {'shown': write_suspects(args.output_dir, suspects),
+                          'total': len(suspects.rows), 'csv': SUSPECTS_FILENAME,
+                          'setting': {'confidence': args.suspect_confidence,
+                                      'min_area': args.suspect_min_area}}}
     write_reports(args.output_dir, result, rows, names, {
         'class_names': names, 'checkpoint': checkpoint, 'dataset': args.dataset,
-        'scales': list(args.scales), 'flip': args.flip})
+        'scales': list(args.scales), 'flip': args.flip,
+        'suspects': {'confidence': args.suspect_confidence, 'min_area': args.suspect_min_area,
+                     'regions': len(suspects.rows)}})
     gallery = {kind: [record for record, _ in kept[kind][:args.gallery]]
                for kind in ('worst', 'best')}
     page = write_report_page(args.output_dir, 'Evaluation of %s' % args.run_dir, result, rows,
                              names, palette, gallery, pictures,
                              report_settings(args, config, checkpoint, result),
-                             training_story(args, checkpoint_why))
+                             training_story(args, checkpoint_why), audit)
     print(per_class_markdown(result, names))
     for line in ['warning: ' + w for w in data_warnings(result['data'])] + binary_lines(
             result, names):
@@ -150,6 +180,11 @@ def run_evaluation(args, config, checkpoint, checkpoint_why):
           % (result['num_images'], result['mean_iou'], result['pixel_accuracy'],
              result['mean_accuracy'], result['fw_iou'],
              ' | with CRF: mIoU %.4f' % result['crf']['mean_iou'] if 'crf' in result else ''))
+    print('Boundary F %.4f (%g px at 360x480), calibration error (ECE) %.4f; %d region(s) '
+          'where the annotation looks wrong in %s'
+          % (result['boundary']['mean_boundary_f'], args.boundary_tolerance,
+             result['calibration']['ece'], len(suspects.rows),
+             os.path.join(args.output_dir, SUSPECTS_FILENAME)))
     print('Written to %s (open %s)' % (args.output_dir, page))
 
 

@@ -9,6 +9,9 @@ An exported model (`--exported`) is run as deployed, to check a deployment end t
     python predict.py --run_dir runs/camvid --input photo_12000x9000.jpg --output_dir out \
         --tile 512   # full resolution by overlapping 512x512 tiles, memory bounded
 
+    python predict.py --run_dir runs/camvid --input folder/ --output_dir out \
+        --save_probabilities   # + NAME_probabilities.npy, NAME_uncertainty.png
+
 Per input NAME.ext: NAME_label.png (class indices, same size as the input), NAME_color.png
 (class colours) and NAME_overlay.jpg. Preprocessing is the training's; runs on CPU or GPU.
 """
@@ -22,17 +25,18 @@ import_tensorflow_quietly()
 from tqdm import tqdm  # noqa: E402
 
 from utils.cli import (add_run_flags, job_parser, list_of,  # noqa: E402
-                       non_negative_int, output_folder, positive_int, run_job)
+                       output_folder, positive_int, run_job)
 from utils.crf import CrfPool  # noqa: E402
-from utils.data.pixels import MAX_IMAGE_PIXELS, PIXELS_FLAG  # noqa: E402
-from utils.deploy.exported import ExportedPredictor  # noqa: E402
-from utils.errors import ConfigError, DataError  # noqa: E402
+from utils.data.pixels import header_size  # noqa: E402
+from utils.deploy.exported import open_predictor  # noqa: E402
+from utils.errors import DataError  # noqa: E402
 from utils.evaluation.crf_search import (searched_crf_settings,  # noqa: E402
                                          with_crf_settings)
-from utils.inference.image_files import (CRF_MAX_PIXELS, check_output_apart, expand_inputs,  # noqa: E402
+from utils.inference.flags import add_size_flags, check_sizes  # noqa: E402
+from utils.inference.image_files import (check_output_apart, expand_inputs,  # noqa: E402
                                          predict_files)
-from utils.inference.predictor import MIN_INPUT_SIDE, Predictor  # noqa: E402
-from utils.inference.tiling import Tiling, default_overlap  # noqa: E402
+from utils.inference.soft_outputs import check_disk_for_probabilities  # noqa: E402
+from utils.inference.tiling import Tiling  # noqa: E402
 from utils.inference.video import is_video, predict_video, video_name  # noqa: E402
 from utils.runtime import setup_tensorflow  # noqa: E402
 
@@ -59,53 +63,17 @@ def parse_args(argv=None):
     p.add_argument('--scales', type=list_of(float, minimum=0.05, example='0.75,1,1.25'),
                    default=(1.0,), help='e.g. 0.75,1,1.25 (averaged)')
     p.add_argument('--flip', action='store_true', help='average with the flipped image')
+    p.add_argument('--save_probabilities', action='store_true',
+                   help='images only: also NAME_probabilities.npy, the class probabilities as '
+                   'float16 [h, w, classes] at the input\'s size (before any CRF; '
+                   'np.load(path).astype(np.float32) reads them), h x w x classes x 2 bytes: '
+                   '3.8 MB for 360x480 with 11 classes, 2.4 GB for a 12000x9000 photo (refused '
+                   'when the free disk would not hold them); and NAME_uncertainty.png, the '
+                   'normalised entropy of each pixel (0 sure, 1 all classes alike)')
     add_size_flags(p)
     args = p.parse_args(argv)
     check_sizes(p, args)
     return args
-
-
-def add_size_flags(p):
-    """--max_side, --tile, --tile_overlap and the pixel limit: how large images run."""
-    p.add_argument('--max_side', type=non_negative_int, default=1280,
-                   help='run larger images at this many pixels (>= %d) on their longer side and '
-                   'resize the result back, which bounds memory (0: full size; ignored with '
-                   '--tile)' % MIN_INPUT_SIDE)
-    p.add_argument('--tile', type=non_negative_int, metavar='SIZE',
-                   help='images only (not videos): predict at full resolution by overlapping '
-                   'SIZE x SIZE tiles (>= %d, e.g. 512), blended, row of tiles by row of '
-                   'tiles, so that memory stays bounded on photos of any size (a 12000x9000 '
-                   'photo through FCN-8s peaked at 2.3 GB with --tile 512); images smaller '
-                   'than a tile run whole; --scales and --flip '
-                   'apply per tile; with --crf the CRF runs on the whole blended image, which '
-                   'is skipped with a line when above %.1f million pixels (the CRF would not '
-                   'fit)' % (MIN_INPUT_SIDE, CRF_MAX_PIXELS / 1e6))
-    p.add_argument('--tile_overlap', type=non_negative_int, metavar='PIXELS',
-                   help='pixels by which neighbouring tiles overlap (< --tile; default: a '
-                   'quarter of the tile)')
-    p.add_argument(PIXELS_FLAG, type=non_negative_int, default=MAX_IMAGE_PIXELS,
-                   help='skip images of more pixels than this (height x width, read from the '
-                   'file\'s header before decoding), with a line each (0: no limit)')
-
-
-def check_sizes(parser, args):
-    """Refuses (argparse error, status 2) sizes the network cannot run, and sets the default
-    tile overlap."""
-    if 0 < args.max_side < MIN_INPUT_SIDE:
-        parser.error('argument --max_side: %d is below %d, the smallest side the networks run '
-                     '(0: full size)' % (args.max_side, MIN_INPUT_SIDE))
-    if args.tile is None:
-        if args.tile_overlap is not None:
-            parser.error('argument --tile_overlap: applies with --tile SIZE')
-        return
-    if args.tile < MIN_INPUT_SIDE:
-        parser.error('argument --tile: %d is below %d, the smallest side the networks run'
-                     % (args.tile, MIN_INPUT_SIDE))
-    if args.tile_overlap is None:
-        args.tile_overlap = default_overlap(args.tile)
-    if args.tile_overlap >= args.tile:
-        parser.error('argument --tile_overlap: %d is not below the tile\'s %d pixels'
-                     % (args.tile_overlap, args.tile))
 
 
 def main(argv=None):
@@ -122,27 +90,27 @@ def main(argv=None):
         if args.tile and videos:
             print('--tile applies to images; videos run whole (--max_side %d)' % args.max_side,
                   file=sys.stderr)
+        if args.save_probabilities and videos:
+            print('--save_probabilities applies to images; videos get their overlay only',
+                  file=sys.stderr)
         with CrfPool(workers=None if args.crf else 1) as crf_pool:  # before the session
             settings = searched_crf_settings(args.crf_from) if args.crf_from else None
-            predictor = make_predictor(args)
+            predictor = open_predictor(args.run_dir, args.exported, args.checkpoint,
+                                       args.latest, args.scales, args.flip,
+                                       log=lambda m: print(m, file=sys.stderr))
             if settings:
                 predictor.config = with_crf_settings(predictor.config, settings)
+            if args.save_probabilities and paths:
+                sizes = [size for size in map(header_size, paths) if size and (
+                    not args.max_image_pixels or size[0] * size[1] <= args.max_image_pixels)]
+                check_disk_for_probabilities(sizes, predictor.config.num_classes,
+                                             args.output_dir)
             status = predict_images(args, predictor, paths, crf_pool) if paths else 0
             for spec in videos:
                 status = max(status, predict_one_video(args, predictor, spec, crf_pool))
             return status
 
     return run_job(work)
-
-
-def make_predictor(args):
-    if args.exported:
-        if args.checkpoint or args.latest or args.flip or args.scales != (1.0,):
-            raise ConfigError('--checkpoint, --latest, --scales and --flip apply to --run_dir; '
-                              'an exported model runs as exported')
-        return ExportedPredictor(args.exported)
-    return Predictor.from_run(args.run_dir, args.checkpoint, args.scales, args.flip,
-                              args.latest, log=lambda m: print(m, file=sys.stderr))
 
 
 def predict_images(args, predictor, paths, crf_pool):
@@ -152,7 +120,7 @@ def predict_images(args, predictor, paths, crf_pool):
         log=lambda m: tqdm.write(m, file=sys.stderr), max_side=args.max_side,
         crf_pool=crf_pool if args.crf else None,
         tiling=Tiling(args.tile, args.tile_overlap) if args.tile else None,
-        max_pixels=args.max_image_pixels)
+        max_pixels=args.max_image_pixels, save_probabilities=args.save_probabilities)
     print('Predicted %d of %d images into %s%s'
           % (written, len(paths), args.output_dir,
              '; skipped %d' % len(skipped) if skipped else ''))

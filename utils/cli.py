@@ -101,6 +101,17 @@ def non_negative_float(text):
     return value
 
 
+
+def probability(text):
+    """An argparse `type`: a float in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError('%r is not a probability in (0, 1]' % text)
+    return value
+
 def output_folder(path, flag):
     """Makes the output folder `path` of flag `flag`, or raises ConfigError saying why it
     cannot be one (a file is in the way, no permission to write)."""

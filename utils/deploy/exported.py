@@ -10,6 +10,7 @@ from utils.deploy.export import open_exported
 from utils.deploy.serving import PROBABILITIES_KEY
 from utils.errors import ConfigError
 from utils.inference.image_files import resized_channels
+from utils.inference.predictor import Predictor
 from utils.rundir import CONFIG_FILENAME
 
 
@@ -51,3 +52,16 @@ class ExportedPredictor:
                             for image in images])
         return np.stack([np.stack(list(resized_channels(p, (height, width))), axis=-1)
                          for p in self.model(resized)[0]])
+
+
+def open_predictor(run_dir=None, exported=None, checkpoint=None, latest=False, scales=(1.0,),
+                   flip=False, log=print):
+    """The model a job runs on users' images: a run's (its checkpoint chosen by
+    utils.rundir.load_run, with test-time `scales` and `flip`) or an exported one, as
+    exported (ConfigError when run-only settings are given with it)."""
+    if exported:
+        if checkpoint or latest or flip or tuple(scales) != (1.0,):
+            raise ConfigError('--checkpoint, --latest, --scales and --flip apply to --run_dir; '
+                              'an exported model runs as exported')
+        return ExportedPredictor(exported)
+    return Predictor.from_run(run_dir, checkpoint, scales, flip, latest, log=log)

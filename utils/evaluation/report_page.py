@@ -69,6 +69,17 @@ def headline_section(result):
                if 'crf' in result else '')
         cards.append('<div class="card"><div class="v">%s</div><div class="k">%s</div>%s</div>'
                      % (_pct(result[key]), title, crf))
+    if 'boundary' in result:
+        crf = ('<div class="c">with CRF %s</div>'
+               % _pct(result['crf']['boundary']['mean_boundary_f'])
+               if 'boundary' in result.get('crf', {}) else '')
+        cards.append('<div class="card"><div class="v">%s</div><div class="k">boundary F '
+                     '(%g px at 360x480)</div>%s</div>'
+                     % (_pct(result['boundary']['mean_boundary_f']),
+                        result['boundary']['boundary_tolerance'], crf))
+    if 'calibration' in result:
+        cards.append('<div class="card"><div class="v">%s</div><div class="k">calibration '
+                     'error (ECE)</div></div>' % _pct(result['calibration']['ece']))
     return '<h2>Scores (%d images)</h2><div class="cards">%s</div>' % (
         result['num_images'], ''.join(cards))
 
@@ -102,9 +113,12 @@ def classes_section(result, names, palette):
             crf_iou = result['crf']['per_class_iou'][i]
             cells += ['<div class="bar"><span class="crf" style="width:%.1f%%"></span></div>'
                       % (100 * (crf_iou or 0)), _pct(crf_iou)]
+        if 'boundary' in result:
+            cells.append(_pct(result['boundary']['per_class_boundary_f'][i]))
         cells.append('%.1f%%' % (100 * share[i]))
         rows.append('<tr>%s</tr>' % ''.join('<td>%s</td>' % c for c in cells))
-    head = ['class', 'IoU', '%'] + (['IoU with CRF', '%'] if has_crf else []) + ['pixels']
+    head = (['class', 'IoU', '%'] + (['IoU with CRF', '%'] if has_crf else [])
+            + (['boundary F %'] if 'boundary' in result else []) + ['pixels'])
     return ('<h2>Per class</h2><table class="classes" id="per-class"><thead><tr>%s</tr></thead>'
             '<tbody>%s</tbody></table>' % (''.join('<th>%s</th>' % h for h in head),
                                            ''.join(rows)))
@@ -123,6 +137,47 @@ def confusion_section(result, names):
         body.append('<tr><th class="r">%s</th>%s</tr>' % (_e(name), cells))
     return ('<h2>Confusion (rows: ground truth, columns: prediction, %% of the row)</h2>'
             '<table class="heat"><tr><th></th>%s</tr>%s</table>' % (head, ''.join(body)))
+
+
+def calibration_section(calibration, plot):
+    """The reliability diagram: does a pixel predicted with 80% confidence prove right 80% of
+    the time?"""
+    if not calibration or not plot:
+        return ''
+    return ('<h2 id="calibration">Calibration</h2><p class="sub">Expected calibration error '
+            '%s%% over %d labelled pixels (15 confidence bins; 0 when the top class probability '
+            'is the chance of being right). Bars below the diagonal: over-confident.</p>'
+            '<img class="plot" src="%s" alt="reliability diagram">'
+            % (_pct(calibration['ece']), calibration['num_pixels'], _e(plot)))
+
+
+def suspects_section(suspects, names, palette):
+    """The regions where the model is confident and disagrees with the annotation, best-ranked
+    first, each as image, annotation and prediction crops with the region boxed."""
+    if suspects is None:
+        return ''
+    shown, total, setting = suspects['shown'], suspects['total'], suspects['setting']
+    intro = ('<h2>Annotations that look wrong</h2><p class="sub">Regions of at '
+             'least %d pixels where the model gives one class at least %s%% probability and the '
+             'annotation says another, ranked by area x confidence: either the annotation or '
+             'the model is wrong there. %d found; all are in %s.</p>'
+             % (setting['min_area'], _pct(setting['confidence']), total, suspects['csv']))
+    if not shown:
+        return '<section id="suspects">%s</section>' % intro
+    parts = ['<section id="suspects">', intro, legend_html(names, palette)]
+    for row, paths in shown:
+        figures = ''.join('<figure><img src="%s" alt="%s"><figcaption>%s</figcaption></figure>'
+                          % (_e(paths[kind]), title, title) for kind, title in
+                          (('img', 'image'), ('annotation', 'annotation'),
+                           ('prediction', 'prediction')))
+        parts.append('<div class="sample"><div class="t">#%d %s (record %d): annotated %s, '
+                     'predicted %s, %d pixels at %s%% confidence (box %d,%d %dx%d)</div>'
+                     '<div class="pics">%s</div></div>'
+                     % (row['rank'], _e(os.path.basename(row['image'])), row['record'],
+                        _e(row['annotated_class']), _e(row['predicted_class']), row['area'],
+                        _pct(row['confidence']), row['x'], row['y'], row['width'],
+                        row['height'], figures))
+    return ''.join(parts + ['</section>'])
 
 
 def story_section(story):
@@ -168,18 +223,24 @@ def settings_section(settings, data):
 
 
 def write_report_page(output_dir, title, result, rows, names, palette, gallery, pictures,
-                      settings, story=None):
+                      settings, story=None, audit=None):
     """Writes OUTPUT_DIR/report.html; returns its path.
 
     `gallery`: {'worst': [filename, ...], 'best': [...]}; `pictures`: {filename: {kind: path
     relative to output_dir}} (utils.visualization.SAMPLE_KINDS); `settings`: [(name, value)];
-    `story`: {'checkpoint_why', 'plot' (relative path or None)} of a training run.
+    `story`: {'checkpoint_why', 'plot' (relative path or None)} of a training run;
+    `audit`: {'reliability' (relative path of the reliability diagram), 'suspects' ({'shown':
+    utils.evaluation.reports.write_suspects' list, 'total', 'csv', 'setting': {'confidence',
+    'min_area'}})}, either may be missing.
     """
+    audit = audit or {}
     legend = legend_html(names, palette)
     body = ''.join([
         '<h1>%s</h1>' % _e(title), headline_section(result),
         binary_section(result.get('binary'), names), classes_section(result, names, palette),
-        confusion_section(result, names), story_section(story),
+        confusion_section(result, names),
+        calibration_section(result.get('calibration'), audit.get('reliability')),
+        suspects_section(audit.get('suspects'), names, palette), story_section(story),
         gallery_section('Worst images by mIoU', gallery['worst'], rows, pictures, legend),
         gallery_section('Best images by mIoU', gallery['best'], rows, pictures, legend),
         settings_section(settings, result['data'])])

@@ -7,7 +7,8 @@ import os
 
 import numpy as np
 
-from utils.visualization import matplotlib_text
+from utils.evaluation.suspects import CSV_FIELDS as SUSPECT_FIELDS
+from utils.visualization import matplotlib_text, write_jpeg
 from utils.fileio import atomic_path, atomic_write_text
 
 
@@ -19,6 +20,30 @@ def write_reports(output_dir, result, rows, names, extra=None):
     write_confusion_png(os.path.join(output_dir, 'confusion.png'), result['confusion'], names)
     atomic_write_text(os.path.join(output_dir, 'per_class.md'), per_class_markdown(result, names))
     write_per_image_csv(os.path.join(output_dir, 'per_image.csv'), rows)
+
+
+SUSPECTS_FILENAME = 'suspect_labels.csv'
+SUSPECT_KINDS = ('img', 'annotation', 'prediction')
+
+
+def write_suspects(output_dir, finder):
+    """suspect_labels.csv (every region, best-ranked first) and, for the regions kept with
+    crops, images/suspects/rankN_{img,annotation,prediction}.jpg. Returns [(row, {kind: path
+    relative to output_dir})] of those, best-ranked first."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=SUSPECT_FIELDS)
+    writer.writeheader()
+    writer.writerows(finder.ranked_rows())
+    atomic_write_text(os.path.join(output_dir, SUSPECTS_FILENAME), out.getvalue())
+    shown = []
+    for row, crops in finder.top():
+        paths = {}
+        for kind, crop in zip(SUSPECT_KINDS, crops):
+            relative = os.path.join('images', 'suspects', 'rank%d_%s.jpg' % (row['rank'], kind))
+            write_jpeg(os.path.join(output_dir, relative), crop)
+            paths[kind] = relative
+        shown.append((row, paths))
+    return shown
 
 
 def class_names_of(config):
@@ -49,16 +74,22 @@ def _percent(value):
 def per_class_markdown(result, names):
     """A Markdown table of per-class IoU (and after CRF, when scored)."""
     has_crf = 'crf' in result
-    lines = ['| class | IoU %s|' % ('| IoU with CRF ' if has_crf else ''),
-             '|---|---|%s' % ('---|' if has_crf else '')]
+    boundary = result.get('boundary')
+    head = ['class', 'IoU'] + (['IoU with CRF'] if has_crf else []) + (
+        ['boundary F'] if boundary else [])
+    lines = ['| %s |' % ' | '.join(head), '|%s' % ('---|' * len(head))]
     for i, name in enumerate(names):
         cells = [name, _percent(result['per_class_iou'][i])]
         if has_crf:
             cells.append(_percent(result['crf']['per_class_iou'][i]))
+        if boundary:
+            cells.append(_percent(boundary['per_class_boundary_f'][i]))
         lines.append('| %s |' % ' | '.join(cells))
     cells = ['**mean**', _percent(result['mean_iou'])]
     if has_crf:
         cells.append(_percent(result['crf']['mean_iou']))
+    if boundary:
+        cells.append(_percent(boundary['mean_boundary_f']))
     lines.append('| %s |' % ' | '.join(cells))
     return '\n'.join(lines) + '\n'
 

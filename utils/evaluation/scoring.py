@@ -12,6 +12,8 @@ from utils.data.records import (DecodeFailures, count_records, data_error_from,
                                 resolve_record_paths)
 from utils.errors import DataError
 from utils.evaluation.binary import BinaryCurve
+from utils.evaluation.boundary import BoundaryScore
+from utils.evaluation.calibration import Calibration
 from utils.evaluation.metrics import confusion_matrix, scores
 from utils.crf import CrfPool
 from utils.inference.predictor import build_probabilities, restore_model
@@ -58,22 +60,39 @@ def iterate_eval(session, graph):
 
 
 class Scorer:
-    """Confusion matrices over a stream of images, without and (when on) with dense CRF, and
-    with a `positive_class` the two-class curve (utils.evaluation.binary) of its probability."""
+    """Scores over a stream of images: confusion matrices without and (when on) with dense CRF;
+    with a `positive_class` the two-class curve (utils.evaluation.binary) of its probability;
+    with a `boundary_tolerance` the boundary F-score (utils.evaluation.boundary) of both
+    predictions; with `calibration` the ECE of the probabilities
+    (utils.evaluation.calibration); with `suspects` (utils.evaluation.suspects.SuspectFinder)
+    the annotations that look wrong."""
 
-    def __init__(self, num_classes, crf, positive_class=None):
+    def __init__(self, num_classes, crf, positive_class=None, boundary_tolerance=None,
+                 calibration=False, suspects=None):
         self.num_classes = num_classes
         self.hist = np.zeros((num_classes, num_classes), np.int64)
         self.crf_hist = np.zeros_like(self.hist) if crf else None
         self.binary = (None if positive_class is None
                        else BinaryCurve(positive_class, num_classes))
+        self.boundary = self.crf_boundary = None
+        if boundary_tolerance is not None:
+            self.boundary = BoundaryScore(num_classes, boundary_tolerance)
+            self.crf_boundary = BoundaryScore(num_classes, boundary_tolerance) if crf else None
+        self.calibration = Calibration() if calibration else None
+        self.suspects = suspects
         self.num_images = 0
 
     def observe(self, samples):
-        """Passes (image, label, probabilities, filename) samples on, adding each image's
-        positive-class probabilities to the two-class curve."""
-        for sample in samples:
-            self.binary.add(sample[1], sample[2][..., self.binary.positive_class])
+        """Passes (image, label, probabilities, filename) samples on, giving each image's
+        probabilities to the scores that need them (two-class curve, calibration, suspects)."""
+        for record, sample in enumerate(samples):
+            image, label, probabilities, filename = sample
+            if self.binary is not None:
+                self.binary.add(label, probabilities[..., self.binary.positive_class])
+            if self.calibration is not None:
+                self.calibration.add(label, probabilities)
+            if self.suspects is not None:
+                self.suspects.add(record, filename, image, label, probabilities)
             yield sample
 
     def add(self, label, prediction, crf_prediction=None):
@@ -84,18 +103,28 @@ class Scorer:
         if self.crf_hist is not None:
             crf_image_hist = confusion_matrix(label, crf_prediction, self.num_classes)
             self.crf_hist += crf_image_hist
+        if self.boundary is not None:
+            self.boundary.add(label, prediction)
+            if self.crf_boundary is not None:
+                self.crf_boundary.add(label, crf_prediction)
         self.num_images += 1
         return image_hist, crf_image_hist
 
     def result(self, with_confusion=False):
-        """utils.evaluation.metrics.scores, 'crf' (the same after CRF, when on) and 'num_images'."""
-        def summary(hist):
-            return dict(scores(hist), confusion=hist.tolist()) if with_confusion else scores(hist)
-        result = summary(self.hist)
+        """utils.evaluation.metrics.scores, 'crf' (the same after CRF, when on), 'num_images',
+        and when computed 'binary', 'boundary' (also under 'crf') and 'calibration'."""
+        def summary(hist, boundary):
+            result = dict(scores(hist), confusion=hist.tolist()) if with_confusion else scores(hist)
+            if boundary is not None:
+                result['boundary'] = boundary.result()
+            return result
+        result = summary(self.hist, self.boundary)
         if self.crf_hist is not None:
-            result['crf'] = summary(self.crf_hist)
+            result['crf'] = summary(self.crf_hist, self.crf_boundary)
         if self.binary is not None:
             result['binary'] = self.binary.result()
+        if self.calibration is not None:
+            result['calibration'] = self.calibration.result()
         result['num_images'] = self.num_images
         return result
 
@@ -120,9 +149,7 @@ def scored_images(session, graph, config, scorer, crf_pool=None):
 
     Yields (image, label, prediction, crf_prediction, filename, confusion, crf_confusion).
     """
-    samples = iterate_eval(session, graph)
-    if scorer.binary is not None:
-        samples = scorer.observe(samples)
+    samples = scorer.observe(iterate_eval(session, graph))
     for image, label, prediction, crf_prediction, filename in with_crf(samples, config,
                                                                        crf_pool):
         image_hist, crf_image_hist = scorer.add(label, prediction, crf_prediction)
@@ -156,12 +183,15 @@ def run_validation(session, graph, config, step, draw_dir=None, log=print, crf_p
 
 def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=False,
              worst=0, on_image=None, crf_pool=None, max_pixels=MAX_IMAGE_PIXELS, log=print,
-             best=0, positive_class=None):
+             best=0, positive_class=None, boundary_tolerance=None, calibration=False,
+             suspects=None):
     """Streams a checkpoint over a record set at the images' own sizes, after checking every
     record file as training does (utils.data.pipeline.check_dataset).
 
     Returns (scores dict with 'confusion', 'crf' when config.crf, 'binary' with a
-    `positive_class` (utils.evaluation.binary), and 'data' (see data_summary), per-image rows,
+    `positive_class` (utils.evaluation.binary), 'boundary' with a `boundary_tolerance`,
+    'calibration' when asked (see Scorer; `suspects` is filled as the images come), and
+    'data' (see data_summary), per-image rows,
     kept samples {'worst': [(record, sample)...], 'best': [...]}). Per-image rows are dicts:
     record (the image's place in the evaluation, 0-based: file names can repeat), filename,
     pixel_accuracy, mean_iou (and crf_mean_iou). The samples (image, label, prediction,
@@ -172,7 +202,8 @@ def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=
     """
     files = check_dataset(record_spec, config.num_classes, log)
     failures = DecodeFailures()
-    scorer = Scorer(config.num_classes, config.crf, positive_class)
+    scorer = Scorer(config.num_classes, config.crf, positive_class, boundary_tolerance,
+                    calibration, suspects)
     rows, kept = [], {'worst': [], 'best': []}
     with tf.Graph().as_default():
         graph = build_eval_graph(config, record_spec, num_images, scales, flip, failures,

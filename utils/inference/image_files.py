@@ -1,7 +1,9 @@
 """Prediction on users' own images: any size, any format OpenCV reads.
 
 Per input NAME.ext it writes NAME_label.png (class indices, the input's size), NAME_color.png
-(class colours) and NAME_overlay.jpg (colours blended on the image). Large images run
+(class colours) and NAME_overlay.jpg (colours blended on the image); with
+`save_probabilities`, also NAME_probabilities.npy and NAME_uncertainty.png
+(utils.inference.soft_outputs). Large images run
 downscaled to `max_side`, or at full resolution by tiles (utils.inference.tiling); images above
 the pixel limit (utils.data.pixels) are skipped before they are decoded.
 """
@@ -16,6 +18,7 @@ from utils.data.layouts import IMAGE_EXTENSIONS
 from utils.data.pixels import MAX_IMAGE_PIXELS, ImageTooLarge, check_pixels, header_size
 from utils.errors import ConfigError
 from utils.fileio import atomic_write_bytes
+from utils.inference.soft_outputs import ProbabilityWriter
 from utils.inference.tiling import tiled_class_map, tiled_probabilities
 from utils.visualization import colorize, make_palette, overlay, write_jpeg
 
@@ -158,24 +161,45 @@ def readable_images(items, max_pixels, skip):
         yield path, name, image
 
 
-def predicted_class_map(predictor, image, max_side=0, tiling=None):
+def write_probabilities(output_dir, name, probabilities, shape):
+    """NAME_probabilities.npy and NAME_uncertainty.png at the input's `shape` from the
+    probabilities [h', w', n] of a run at that size or smaller (resized a class at a time)."""
+    with ProbabilityWriter(output_dir, name, shape, probabilities.shape[-1]) as writer:
+        if probabilities.shape[:2] == tuple(shape[:2]):
+            writer.write_rows(0, probabilities)
+        else:
+            for c, channel in enumerate(resized_channels(probabilities, shape)):
+                writer.write_class(c, channel)
+
+
+def predicted_class_map(predictor, image, max_side=0, tiling=None, probability_file=None):
     """The class map [h, w] of the RGB `image`: by tiles at full resolution with `tiling`
-    (utils.inference.tiling.Tiling), else whole (see predict_capped for `max_side`)."""
+    (utils.inference.tiling.Tiling), else whole (see predict_capped for `max_side`). With
+    `probability_file` (output_dir, name), its probabilities are saved too."""
     if tiling:
-        return tiled_class_map(predictor, image, tiling)
+        if not probability_file:
+            return tiled_class_map(predictor, image, tiling)
+        with ProbabilityWriter(*probability_file, image.shape,
+                               predictor.config.num_classes) as writer:
+            return tiled_class_map(predictor, image, tiling, on_rows=writer.write_rows)
     _, probabilities = predict_capped(predictor, image, max_side)
+    if probability_file:
+        write_probabilities(*probability_file, probabilities, image.shape)
     return full_size_class_map(probabilities, image.shape)
 
 
-def crf_inputs(predictor, images, max_side, tiling, skip):
+def crf_inputs(predictor, images, max_side, tiling, skip, probability_dir=None):
     """((name, image), image as run, its probabilities) of each (path, name, image) for the
     CRF; with `tiling`, an image above CRF_MAX_PIXELS is skipped (skip(path, reason)): its
-    probabilities at full size would not fit."""
+    probabilities at full size would not fit. With `probability_dir` the probabilities (before
+    the CRF) are saved there."""
     for path, name, image in images:
-        if not tiling:
-            yield ((name, image),) + predict_capped(predictor, image, max_side)
-        elif image.shape[0] * image.shape[1] <= CRF_MAX_PIXELS:
-            yield (name, image), image, tiled_probabilities(predictor, image, tiling)
+        if not tiling or image.shape[0] * image.shape[1] <= CRF_MAX_PIXELS:
+            run, probabilities = (predict_capped(predictor, image, max_side) if not tiling
+                                  else (image, tiled_probabilities(predictor, image, tiling)))
+            if probability_dir:
+                write_probabilities(probability_dir, name, probabilities, image.shape)
+            yield (name, image), run, probabilities
         else:
             skip(path, 'its %dx%d pixels are too many for the dense CRF at full size with '
                  '--tile (at most %.1f million); predict it without --crf, or without --tile '
@@ -184,10 +208,12 @@ def crf_inputs(predictor, images, max_side, tiling, skip):
 
 
 def predict_files(predictor, paths, output_dir, crf=False, progress=None, log=print,
-                  max_side=0, crf_pool=None, tiling=None, max_pixels=MAX_IMAGE_PIXELS):
+                  max_side=0, crf_pool=None, tiling=None, max_pixels=MAX_IMAGE_PIXELS,
+                  save_probabilities=False):
     """Runs `predictor` on each image path and writes its three outputs (see
-    predicted_class_map for `max_side` and `tiling`); with `crf`, the dense CRF runs on
-    `crf_pool` (all cores) while the next images are predicted.
+    predicted_class_map for `max_side` and `tiling`), and with `save_probabilities` its
+    probabilities and uncertainty picture; with `crf`, the dense CRF runs on `crf_pool` (all
+    cores) while the next images are predicted.
 
     Unreadable files, images above `max_pixels` (utils.data.pixels) and, with `tiling` and
     `crf`, above CRF_MAX_PIXELS are skipped with a line each through `log`; returns (written
@@ -204,14 +230,16 @@ def predict_files(predictor, paths, output_dir, crf=False, progress=None, log=pr
         skipped.append(path)
 
     images = readable_images(progress(items) if progress else items, max_pixels, skip)
+    probability_dir = output_dir if save_probabilities else None
     if crf:
-        runs = crf_inputs(predictor, images, max_side, tiling, skip)
+        runs = crf_inputs(predictor, images, max_side, tiling, skip, probability_dir)
         results = ((name, image, full_size_class_map(None, image.shape, crf_map))
                    for (name, image), crf_map in (crf_pool or CrfPool(1)).map(
                        runs, config.crf_params()))
     else:
-        results = ((name, image, predicted_class_map(predictor, image, max_side, tiling))
-                   for _, name, image in images)
+        results = ((name, image, predicted_class_map(
+            predictor, image, max_side, tiling,
+            (probability_dir, name) if probability_dir else None)) for _, name, image in images)
     written = 0
     for name, image, class_map in results:
         write_prediction(output_dir, name, image, class_map, palette, config.overlay_alpha)

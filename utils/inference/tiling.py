@@ -102,12 +102,15 @@ def blended_rows(predictor, image, tiling):
         total[keep:], weights[keep:] = 0, 0
 
 
-def tiled_class_map(predictor, image, tiling):
+def tiled_class_map(predictor, image, tiling, on_rows=None):
     """uint8 [h, w]: the argmax of the blended tile probabilities of the RGB `image`, never
-    holding more than one row of tiles' probabilities."""
+    holding more than one row of tiles' probabilities; each block of blended rows is also
+    given to on_rows(top, probabilities [rows, w, n]) when set (to save them)."""
     class_map = np.empty(image.shape[:2], np.uint8)
     for top, rows in blended_rows(predictor, image, tiling):
         class_map[top:top + len(rows)] = rows.argmax(-1)
+        if on_rows:
+            on_rows(top, rows)
     return class_map
 
 
