@@ -28,10 +28,12 @@ from utils.cli import job_parser, list_of, non_negative_int, run_job  # noqa: E4
 from utils.config import resolve_config  # noqa: E402
 from utils.data.conversion import (check_output_path, convert_pairs,  # noqa: E402
                                    make_label_spec)
+from utils.data.dataset_page import dataset_page_path  # noqa: E402
 from utils.data.layouts import DEFAULT_CONFIGS, FORMATS, find_pairs  # noqa: E402
 from utils.data.pixels import MAX_IMAGE_PIXELS, PIXELS_FLAG  # noqa: E402
 from utils.data.records import report_path, resolve_record_paths, verify_records  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
+from utils.visualization import make_palette  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NEEDS = {'folders': ['image_dir', 'label_dir'], 'list': ['list_file']}
@@ -100,7 +102,8 @@ def dataset_config(args):
                  if getattr(args, k) is not None}
     if not path and 'num_classes' not in overrides:
         raise ConfigError('the number of classes is unknown: give --config or --num_classes')
-    return resolve_config(path, overrides, class_table=False)
+    # The class names and colours draw dataset.html; an overridden class count leaves them out.
+    return resolve_config(path, overrides, class_table='num_classes' not in overrides)
 
 
 def check_args(args):
@@ -143,11 +146,13 @@ def convert(args, config):
         report = convert_pairs(pairs, args.output_path, spec, args.num_shards,
                                args.num_workers, args.strict, overwrite=args.overwrite,
                                log=lambda message: tqdm.write(message, file=sys.stderr),
-                               progress=bar.update)
-    print('Wrote %d of %d pairs to %s (%.1f images/s); skipped %d. Report: %s'
+                               progress=bar.update, class_names=config.class_names,
+                               palette=make_palette(config.class_colors, config.num_classes))
+    print('Wrote %d of %d pairs to %s (%.1f images/s); skipped %d. Report: %s; look at the '
+          'data before training: open %s'
           % (report['pairs_written'], report['pairs_found'], ', '.join(report['output_paths']),
              report['images_per_second'], report['pairs_skipped'],
-             report_path(args.output_path)))
+             report_path(args.output_path), dataset_page_path(args.output_path)))
     return 0
 
 

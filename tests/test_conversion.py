@@ -327,3 +327,51 @@ def test_list_and_folders_layouts_agree(tmp_path):
         f.write('only_one_path.png\n')
     with pytest.raises(ValueError, match='bad.txt line 1'):
         list_pairs(os.path.join(root, 'bad.txt'))
+
+
+def test_dataset_page_shows_classes_values_sizes_and_random_pairs(tmp_path):
+    import yaml
+    from tests.conftest import page_in_browser
+    root = str(tmp_path)
+    rng = np.random.RandomState(3)
+    labels = []
+    for split in ('train', 'trainannot'):
+        os.makedirs(os.path.join(root, split))
+    for i in range(10):  # two sizes; class 3 never drawn; void (11) in the top rows
+        size = (24, 32) if i < 7 else (30, 20)
+        label = rng.choice([0, 1, 2, 4], size).astype(np.uint8)
+        label[:3] = 11
+        cv2.imwrite(os.path.join(root, 'train', 'f%02d.png' % i),
+                    rng.randint(0, 256, size + (3,), np.uint8))
+        cv2.imwrite(os.path.join(root, 'trainannot', 'f%02d.png' % i), label)
+        labels.append(label)
+    config = tmp_path / 'data.yaml'
+    config.write_text('num_classes: 5\nvoid_label: 11\nclass_names: [sky, <b>road</b>, car, '
+                      'bike, tree]\n')
+    out = str(tmp_path / 'train.record')
+    done = run_converter('--dataset_format', 'camvid', '--data_dir', root, '--split', 'train',
+                         '--output_path', out, '--config', str(config))
+    assert done.returncode == 0, done.stderr
+    page_path = out + '.dataset.html'
+    assert page_path in done.stdout
+    report = json.load(open(out + REPORT_SUFFIX))
+    assert report['class_image_counts'] == [sum(bool((lb == c).any()) for lb in labels)
+                                            for c in range(5)]
+    values = {v['value']: (v['pixels'], v['stored_as']) for v in report['label_values']}
+    assert values == {v: (sum(int((lb == v).sum()) for lb in labels), 255 if v == 11 else v)
+                      for v in (0, 1, 2, 4, 11)}
+    assert report['image_sizes'] == [{'height': 24, 'width': 32, 'count': 7},
+                                     {'height': 30, 'width': 20, 'count': 3}]
+    page = open(page_path).read()
+    assert '&lt;b&gt;road&lt;/b&gt;' in page and '<b>road' not in page
+    assert '1 class(es) have no pixel: bike' in page
+    weights = page.split('<pre id="class-weights">')[1].split('</pre>')[0]
+    np.testing.assert_allclose(yaml.safe_load(weights)['class_weights'],
+                               report['median_frequency_weights'])
+    assert 'void (not scored)' in page and '32 x 24' in page and '20 x 30' in page
+    seen = page_in_browser(page_path, tmp_path, '#gallery .pair')
+    assert seen['rows'] == 8 and seen['broken'] == [] and seen['images'] == 16, seen
+    # A new conversion to the path replaces the page with the records.
+    again = run_converter('--dataset_format', 'camvid', '--data_dir', root, '--split', 'train',
+                          '--output_path', out, '--config', str(config))
+    assert again.returncode != 0 and 'train.record.dataset.html' in again.stderr

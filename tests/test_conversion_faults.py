@@ -164,7 +164,7 @@ def test_an_earlier_output_is_refused_in_one_line_then_replaced_with_overwrite(t
     assert code == 1 and 'Traceback' not in log
     assert error_lines(log) == [
         'error: --output_path %s exists from an earlier conversion (out.record, '
-        'out.record.report.json); pass --overwrite to replace it, or choose another '
+        'out.record.report.json, out.record.dataset.html); pass --overwrite to replace it, or choose another '
         '--output_path' % out]
     assert (open(out, 'rb').read(), open(out + REPORT_SUFFIX).read()) == before
     code, log = run_script('convert_fcn_dataset.py', *converter_args(root, out, '--overwrite'))
@@ -181,7 +181,7 @@ def test_overwrite_refusal_covers_shards_and_report_and_replaces_other_shard_cou
     report, _ = convert(root, out, num_shards=3)
     shards = report['output_paths']
     with pytest.raises(OutputError, match='out.record-00000-of-00003, out.record-00001-of-00003, '
-                                          'out.record-00002-of-00003 and 1 more'):
+                                          'out.record-00002-of-00003 and 2 more'):
         convert(root, out, overwrite=False)
     report, messages = convert(root, out)  # the library's default replaces
     assert report['output_paths'] == [out] and count_records([out]) == 3

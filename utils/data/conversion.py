@@ -14,6 +14,7 @@ import io
 import json
 import multiprocessing
 import os
+import random
 import shutil
 import signal
 import tempfile
@@ -24,6 +25,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
+from utils.data.dataset_page import NUM_SAMPLES, dataset_page_path, write_dataset_page
 from utils.data.layouts import (PairError, label_lookup_table, pairing_problem, read_label,
                                 remap_and_check_label)
 from utils.data.pixels import MAX_IMAGE_PIXELS, ImageTooLarge, check_pixels, header_size
@@ -31,8 +33,15 @@ from utils.data.records import (IGNORE_LABEL, SHARD_GLOB, SHARD_SUFFIX, make_exa
                                 report_path, shard_paths)
 from utils.errors import DataError, JobError, OutputError
 from utils.fileio import atomic_path, atomic_write_text, remove_stale_temporaries
+from utils.visualization import default_palette
 
 CHUNK_PAIRS = 50  # pairs per part file written by one worker task
+# What the records of a conversion hold, for its report and dataset page: the skipped entries,
+# class pixel counts [n + 1] (last: ignored), labelled pixels of the images holding each class
+# [n], images holding each class [n], pixels of each label value as read [256], the (height,
+# width) and the (image, label) paths of each pair written, and the record paths.
+Written = collections.namedtuple('Written', 'skipped class_pixels image_pixels class_images '
+                                            'raw_values sizes pairs paths')
 _PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 _JPEG_MAGIC = b'\xff\xd8\xff'
 
@@ -109,7 +118,7 @@ def read_pair_label(label_path, spec, shape, orientation):
 
 def encode_pair(image_path, label_path, spec):
     """Reads, checks and encodes one pair. Returns (serialized Example, label uint8 [h, w],
-    which of the 256 on-disk label values occur).
+    the pixel count of each of the 256 label values as read, before remapping).
 
     Raises PairError with the reason when the pair cannot be used.
     """
@@ -125,7 +134,7 @@ def encode_pair(image_path, label_path, spec):
         raise PairError('image %s is %dx%d, smaller than the minimum size %dx%d (height x width)'
                         % (image_path, height, width, spec.min_size[0], spec.min_size[1]))
     label = read_pair_label(label_path, spec, (height, width), orientation)
-    raw_values = np.bincount(label.ravel(), minlength=256) > 0
+    raw_values = np.bincount(label.ravel(), minlength=256)
     if label.shape != (height, width):
         raise PairError('size mismatch: image %s is %dx%d but label %s is %dx%d (width x height)'
                         % (image_path, width, height, label_path, label.shape[1], label.shape[0]))
@@ -139,8 +148,8 @@ def encode_pair(image_path, label_path, spec):
 
 
 def _encode_task(args):
-    """Worker: (serialized, (class pixel counts [n+1], on-disk values seen [256]), shape) or
-    (None, reason, None)."""
+    """Worker: (serialized, (class pixel counts [n+1], pixels of each label value as read
+    [256]), shape) or (None, reason, None)."""
     image_path, label_path, spec = args
     try:
         serialized, label, raw_values = encode_pair(image_path, label_path, spec)
@@ -258,13 +267,13 @@ def _write_records(pairs, paths, spec, num_workers, strict, progress, log):
 
     Shard k holds the k-th contiguous block of pairs, in input order, whatever the number of
     workers: each worker writes a contiguous chunk to a part file, and the parts are joined.
-    Returns (skipped entries, class pixel counts [n + 1], image pixel counts [n], sizes, the
-    record paths written).
+    Returns a Written.
     """
     n = spec.num_classes
-    skipped, sizes = [], []
+    skipped, sizes, kept = [], [], []
     class_pixels = np.zeros(n + 1, np.int64)  # last bin: ignored pixels
     image_pixels = np.zeros(n, np.int64)  # labelled pixels of the images where a class occurs
+    class_images = np.zeros(n, np.int64)  # images where a class occurs
     # One worker: one part per shard (renamed, not copied). Several: chunks of about
     # CHUNK_PAIRS pairs (progress), at least 4 per worker (balance).
     chunks = max(4 * num_workers, len(pairs) // CHUNK_PAIRS) if num_workers > 1 else 1
@@ -281,7 +290,7 @@ def _write_records(pairs, paths, spec, num_workers, strict, progress, log):
                               pairs[start + a:start + b], spec))
                 owners.append(shard)
         results = _map_parts(tasks, num_workers, progress)
-        raw_values = np.zeros(256, bool)  # on-disk label values seen in the usable pairs
+        raw_values = np.zeros(256, np.int64)  # pixels of each label value as read
         for (_, chunk, _), chunk_results in zip(tasks, results):
             for (image_path, label_path), (reason, info, shape) in zip(chunk, chunk_results):
                 if reason is not None:
@@ -289,10 +298,12 @@ def _write_records(pairs, paths, spec, num_workers, strict, progress, log):
                     log('skipped: %s' % reason)
                     continue
                 sizes.append(shape)
+                kept.append((image_path, label_path))
                 class_pixels += info[0]
                 image_pixels[info[0][:n] > 0] += info[0][:n].sum()
-                raw_values |= info[1]
-        check_binary_masks(raw_values, class_pixels, spec)
+                class_images += info[0][:n] > 0
+                raw_values += info[1]
+        check_binary_masks(raw_values > 0, class_pixels, spec)
         reasons = ''.join('\n  ' + item['reason'] for item in skipped[:5])
         if strict and skipped:
             raise PairError('%d of %d pairs are unusable (--strict); nothing written to %s:%s'
@@ -308,7 +319,8 @@ def _write_records(pairs, paths, spec, num_workers, strict, progress, log):
                 _concatenate([t[0] for t, o in zip(tasks, owners) if o == shard], tmp_path)
     finally:
         shutil.rmtree(parts_dir, ignore_errors=True)
-    return skipped, class_pixels, image_pixels, sizes, paths
+    return Written(skipped, class_pixels, image_pixels, class_images, raw_values, sizes, kept,
+                   paths)
 
 
 def drop_empty_shards(paths, owners, pair_results, task_sizes, log):
@@ -346,7 +358,8 @@ def existing_outputs(output_path):
     """The files of an earlier conversion to `output_path`: its record file or shards (of any
     count), and its report."""
     shards = sorted(glob.glob(glob.escape(output_path) + SHARD_GLOB))
-    return [path for path in [output_path] + shards + [report_path(output_path)]
+    return [path for path in [output_path] + shards + [report_path(output_path),
+                                                       dataset_page_path(output_path)]
             if os.path.lexists(path)]
 
 
@@ -388,8 +401,11 @@ def remove_replaced(earlier, written, log):
 
 def make_report(pairs, spec, written, seconds):
     """The report of a conversion (see convert_pairs) from what _write_records returned."""
-    skipped, class_pixels, image_pixels, sizes, paths = written
+    skipped, class_pixels, image_pixels, sizes, paths = (
+        written.skipped, written.class_pixels, written.image_pixels, written.sizes,
+        written.paths)
     n = spec.num_classes
+    size_counts = collections.Counter((int(h), int(w)) for h, w in sizes)
     labelled = class_pixels[:n].sum()
     return {
         'output_paths': paths,
@@ -403,7 +419,15 @@ def make_report(pairs, spec, written, seconds):
         'max_size': [int(max(s[0] for s in sizes)), int(max(s[1] for s in sizes))],
         'class_pixel_counts': class_pixels[:n].tolist(),
         'class_frequencies': (class_pixels[:n] / max(labelled, 1)).round(6).tolist(),
+        'class_image_counts': written.class_images.tolist(),
         'ignored_pixel_count': int(class_pixels[n]),
+        # Each label value as read from the label files (after a colour map, before the label
+        # map), its pixels and what it was stored as (a class id, or IGNORE_LABEL: void).
+        'label_values': [{'value': int(v), 'pixels': int(written.raw_values[v]),
+                          'stored_as': int(spec.table[v])}
+                         for v in np.flatnonzero(written.raw_values)],
+        'image_sizes': [{'height': h, 'width': w, 'count': c}
+                        for (h, w), c in size_counts.most_common()],
         'median_frequency_weights': median_frequency_weights(class_pixels[:n],
                                                              image_pixels).round(4).tolist(),
         'seconds': round(seconds, 2),
@@ -411,13 +435,37 @@ def make_report(pairs, spec, written, seconds):
     }
 
 
+def gallery_samples(pairs, spec, count=NUM_SAMPLES, seed=0):
+    """[(image path, RGB image, label class ids)] of `count` pairs drawn at random (seeded) from
+    the written `pairs`, one from each of `count` equal blocks of the input order (a dataset
+    of video sequences shows several sequences, not four frames of one), decoded as the
+    records store them."""
+    rng = random.Random(seed)
+    chosen = [rng.randrange(start, stop) for start, stop in
+              split_evenly(len(pairs), min(count, len(pairs)))]
+    samples = []
+    for image_path, label_path in (pairs[i] for i in chosen):
+        try:
+            _, _, image, orientation = read_image(image_path, spec.max_image_pixels)
+            label = read_pair_label(label_path, spec, image.shape[:2], orientation)
+            label = remap_and_check_label(label, spec.table, spec.num_classes, IGNORE_LABEL,
+                                          label_path)
+        except (PairError, OSError):  # changed since it was written: not drawn
+            continue
+        samples.append((image_path, cv2.cvtColor(image, cv2.COLOR_BGR2RGB), label))
+    return samples
+
+
 def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=False,
-                  overwrite=True, log=print, progress=None):
+                  overwrite=True, log=print, progress=None, class_names=None, palette=None):
     """Writes every usable pair of `pairs` to `output_path` (or its shards); returns the report.
 
     The report (also saved as OUTPUT_PATH.report.json) counts written and skipped pairs, lists
-    each skipped pair with its reason, the size range, per-class pixel counts and frequencies,
-    and median-frequency class weights. With `strict`, any unusable pair fails the conversion
+    each skipped pair with its reason, the size range and sizes, per-class pixel counts,
+    frequencies and image counts, the label values found, and median-frequency class weights;
+    OUTPUT_PATH.dataset.html shows them with a gallery of random pairs (utils.data.dataset_page)
+    drawn with `class_names` and `palette` (uint8 [n, 3]; default: class_K and the default
+    palette). With `strict`, any unusable pair fails the conversion
     and nothing is written. An earlier conversion to `output_path` is replaced, once this one
     succeeded, only with `overwrite` (the library's default; the script's is to refuse).
     `progress(n)`, if given, is called with the number of pairs done (e.g. a tqdm bar's update).
@@ -435,7 +483,8 @@ def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=
         log('replacing the earlier conversion at %s (%s) once this one succeeds'
             % (output_path, file_names(earlier)))
     paths = shard_paths(output_path, num_shards)
-    for path in paths + [report_path(output_path)]:
+    page_path = dataset_page_path(output_path)
+    for path in paths + [report_path(output_path), page_path]:
         remove_stale_temporaries(path)
     try:
         written = _write_records(pairs, paths, spec, num_workers, strict, progress, log)
@@ -446,10 +495,16 @@ def convert_pairs(pairs, output_path, spec, num_shards=1, num_workers=1, strict=
                        '--output_path: earlier files there are untouched'
                        % (output_path, str(e).split('\n')[0])) from None
     report = make_report(pairs, spec, written, time.time() - start)
+    names = list(class_names or ['class_%d' % c for c in range(spec.num_classes)])
+    if palette is None:
+        palette = default_palette(spec.num_classes)
     try:
         atomic_write_text(report_path(output_path), json.dumps(report, indent=2))
+        write_dataset_page(page_path, report, gallery_samples(written.pairs, spec), names,
+                           palette)
     except OSError as e:
-        raise JobError('records written, but the report %s could not be (%s)'
-                       % (report_path(output_path), e)) from None
-    remove_replaced(earlier, report['output_paths'] + [report_path(output_path)], log)
+        raise JobError('records written, but the report %s or the page %s could not be (%s)'
+                       % (report_path(output_path), page_path, e)) from None
+    remove_replaced(earlier, report['output_paths'] + [report_path(output_path), page_path],
+                    log)
     return report
