@@ -84,7 +84,8 @@ def main(argv=None):
     def work():
         videos = [spec for spec in args.input if is_video(spec)]
         images = [spec for spec in args.input if not is_video(spec)]
-        paths = expand_inputs(images) if images else []
+        paths = expand_inputs(images, skip=lambda path, why: print(
+            'skipped %s: %s' % (path, why), file=sys.stderr)) if images else []
         check_output_apart(paths + videos, args.output_dir)  # never write over an input
         output_folder(args.output_dir, '--output_dir')
         if args.tile and videos:

@@ -53,17 +53,18 @@ def main(argv=None):
     setup_tensorflow()
 
     def work():
-        paths = expand_inputs(args.input)
-        check_output_apart(paths, args.output_dir)
-        output_folder(args.output_dir, '--output_dir')
-        predictor = open_predictor(args.run_dir, args.exported, args.checkpoint, args.latest,
-                                   log=lambda m: print(m, file=sys.stderr))
-        tiling = Tiling(args.tile, args.tile_overlap) if args.tile else None
         skipped = []
 
         def skip(path, reason):
             tqdm.write('skipped %s: %s' % (path, reason), file=sys.stderr)
             skipped.append(path)
+
+        paths = expand_inputs(args.input, skip)
+        check_output_apart(paths, args.output_dir)
+        output_folder(args.output_dir, '--output_dir')
+        predictor = open_predictor(args.run_dir, args.exported, args.checkpoint, args.latest,
+                                   log=lambda m: print(m, file=sys.stderr))
+        tiling = Tiling(args.tile, args.tile_overlap) if args.tile else None
 
         # 1. Score every image (only numbers are kept: any number of images fits).
         scored = []

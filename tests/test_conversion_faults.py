@@ -164,8 +164,8 @@ def test_an_earlier_output_is_refused_in_one_line_then_replaced_with_overwrite(t
     assert code == 1 and 'Traceback' not in log
     assert error_lines(log) == [
         'error: --output_path %s exists from an earlier conversion (out.record, '
-        'out.record.report.json, out.record.dataset.html); pass --overwrite to replace it, or choose another '
-        '--output_path' % out]
+        'out.record.report.json, out.record.dataset.html); pass --overwrite to replace it, '
+        'or choose another --output_path' % out]
     assert (open(out, 'rb').read(), open(out + REPORT_SUFFIX).read()) == before
     code, log = run_script('convert_fcn_dataset.py', *converter_args(root, out, '--overwrite'))
     assert code == 0, log

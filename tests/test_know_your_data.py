@@ -3,6 +3,7 @@ that look wrong; predict.py --save_probabilities (whole, tiled, exported)."""
 import csv
 import json
 import os
+import shutil
 
 import cv2
 import numpy as np
@@ -101,3 +102,65 @@ def test_predict_saves_probabilities_whole_tiled_and_exported(trained_run, tmp_p
     np.testing.assert_allclose(saved['whole'], direct, atol=1e-3)
     assert 0 <= normalised_entropy(direct).mean() <= 1
     assert not any(n.endswith('.tmp') for n in os.listdir(tmp_path / 'tiled'))
+
+
+def test_rank_for_labeling_ranks_skips_and_lists_each_scene_once(trained_run, tmp_path):
+    from utils.data.demo import make_scene
+    folder = tmp_path / 'unlabelled'
+    os.makedirs(folder)
+    rng = np.random.RandomState(5)
+    for k in range(6):
+        image, _ = make_scene(rng, 64, 80)
+        cv2.imwrite(str(folder / ('scene%d.png' % k)), image[..., ::-1])
+    for k in range(3):  # exact copies of three scenes
+        shutil.copyfile(folder / ('scene%d.png' % k), folder / ('copy%d.png' % k))
+    noise = cv2.GaussianBlur(rng.randint(0, 256, (300, 260, 3), np.uint8), (0, 0), 2)
+    cv2.imwrite(str(folder / 'big_noise.png'), noise)  # larger than the tile: tiled
+    (folder / 'notes.txt').write_text('not an image')
+    out = str(tmp_path / 'rank')
+    code, log = run_script('rank_for_labeling.py', '--run_dir', trained_run, '--input',
+                           str(folder), '--output_dir', out, '--top', '5', '--tile', '64')
+    assert code == 0, log
+    assert 'notes.txt' in log and 'skipped' in log
+    with open(os.path.join(out, 'to_label.csv')) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 10
+    scores = [float(r['mean_uncertainty']) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    # Each row's score is the mean normalised entropy of the tiled probabilities.
+    predictor = Predictor.from_run(trained_run)
+    from utils.inference.ranking import mean_uncertainty
+    from utils.inference.tiling import Tiling
+    by_name = {os.path.basename(r['image']): r for r in rows}
+    scene = cv2.imread(str(folder / 'scene4.png'))[..., ::-1]
+    assert abs(float(by_name['scene4.png']['mean_uncertainty'])
+               - mean_uncertainty(predictor, scene, 0, Tiling(64, 16))) < 1e-4
+    selected = [os.path.basename(r['image']) for r in rows if r['selected'] == 'True']
+    assert len(selected) == 5
+    for k in range(3):  # a copy and its original: one is marked the other's duplicate
+        names = {'scene%d.png' % k, 'copy%d.png' % k}
+        marked = [n for n in names if by_name[n]['duplicate_of']]
+        assert len(marked) == 1 and os.path.basename(
+            by_name[marked[0]]['duplicate_of']) in names, (k, by_name)
+        assert len(names & set(selected)) <= 1
+    seen = page_in_browser(os.path.join(out, 'to_label.html'), tmp_path, '.sample')
+    assert seen['rows'] == 5 and seen['broken'] == [], seen
+
+
+def test_a_model_that_gives_class_maps_only_is_refused_in_one_line(trained_run, tmp_path):
+    import onnx
+    config, checkpoint = load_run(trained_run)
+    export_dir = str(tmp_path / 'exported')
+    export_model(config, checkpoint, export_dir, ('onnx',), input_size=(64, 64))
+    model = onnx.load(os.path.join(export_dir, 'model.onnx'))
+    kept = [o for o in model.graph.output if o.name.startswith('classes')]
+    del model.graph.output[:]
+    model.graph.output.extend(kept)
+    onnx.save(model, os.path.join(export_dir, 'model.onnx'))
+    image = tmp_path / 'in.png'
+    cv2.imwrite(str(image), np.zeros((64, 64, 3), np.uint8))
+    for script in ('rank_for_labeling.py', 'predict.py'):
+        code, log = run_script(script, '--exported', os.path.join(export_dir, 'model.onnx'),
+                               '--input', str(image), '--output_dir', str(tmp_path / script))
+        assert code != 0 and 'gives class maps only' in log and 'export_model.py' in log, log
+        assert 'Traceback' not in log

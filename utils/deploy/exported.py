@@ -7,11 +7,20 @@ import numpy as np
 
 from utils.config import resolve_config
 from utils.deploy.export import open_exported
-from utils.deploy.serving import PROBABILITIES_KEY
-from utils.errors import ConfigError
+from utils.deploy.serving import CLASSES_KEY, PROBABILITIES_KEY
+from utils.errors import ConfigError, DataError
 from utils.inference.image_files import resized_channels
 from utils.inference.predictor import Predictor
 from utils.rundir import CONFIG_FILENAME
+
+
+def gives_classes_only(path, model_format):
+    """Whether the model at `path` opens with its class-map output alone."""
+    try:
+        open_exported(path, model_format, outputs=(CLASSES_KEY,)).close()
+    except DataError:
+        return False
+    return True
 
 
 class ExportedPredictor:
@@ -35,7 +44,16 @@ class ExportedPredictor:
                               % (path, CONFIG_FILENAME))
         self.config = resolve_config(config_path)
         # The file given, whatever its name (model_int8.tflite, a renamed copy).
-        self.model = open_exported(path, model_format, outputs=(PROBABILITIES_KEY,))
+        try:
+            self.model = open_exported(path, model_format, outputs=(PROBABILITIES_KEY,))
+        except DataError:
+            if gives_classes_only(path, model_format):
+                raise ConfigError(
+                    '%s gives class maps only (no %r output), and the probabilities are what '
+                    'this needs (uncertainty, CRF, resizing back): export the run again with '
+                    'export_model.py, whose models give both, or give its --run_dir'
+                    % (path, PROBABILITIES_KEY)) from None
+            raise
 
     def predict(self, image):
         """uint8 RGB [h, w, 3] -> float32 probabilities [h, w, num_classes]."""

@@ -113,7 +113,8 @@ class SuspectFinder:
                    'x': box[0], 'y': box[1], 'width': box[2], 'height': box[3]}
             self.rows.append(row)
             item = (row['score'], -len(self.rows), row)
-            if len(self._shown) < self.num_shown or item[:2] > self._shown[0][:2]:
+            if self.num_shown and (len(self._shown) < self.num_shown
+                                   or item[:2] > self._shown[0][:2]):
                 if prediction is None:
                     prediction = probabilities.argmax(-1)
                 crops = region_crops(image, label, prediction, box, self.palette)

@@ -31,14 +31,19 @@ CRF_MAX_PIXELS = 2 ** 21
 WRITE_BAND_ROWS = 512
 
 
-def expand_inputs(specs):
+def expand_inputs(specs, skip=None):
     """Files, folders (their images, sorted) and glob patterns -> a list of image paths, each
-    file once."""
+    file once. The other files of a folder (not hidden) are passed to `skip(path, reason)`."""
     paths = []
     for spec in specs:
         if os.path.isdir(spec):
-            paths += sorted(os.path.join(spec, n) for n in os.listdir(spec)
-                            if n.lower().endswith(IMAGE_EXTENSIONS))
+            for name in sorted(os.listdir(spec)):
+                path = os.path.join(spec, name)
+                if name.lower().endswith(IMAGE_EXTENSIONS):
+                    paths.append(path)
+                elif skip and not name.startswith('.') and os.path.isfile(path):
+                    skip(path, 'not an image by its name (images end in %s)'
+                         % ', '.join(IMAGE_EXTENSIONS))
         elif os.path.isfile(spec):
             paths.append(spec)
         else:
