@@ -148,14 +148,28 @@ def test_suspect_regions_find_a_confident_disagreement():
     label, probabilities = planted_case()
     regions = suspect_regions(label, probabilities, 0.9, 20)
     assert len(regions) == 1
-    area, confidence, annotated, predicted, box = regions[0]
-    assert (area, annotated, predicted, box) == (400, 1, 2, (30, 10, 20, 20))
+    area, confidence, annotated, predicted, box, share = regions[0]
+    assert (area, annotated, predicted, box, share) == (400, 1, 2, (30, 10, 20, 20), 1.0)
     assert confidence == pytest.approx(0.95)
     assert len(suspect_regions(label, probabilities, 0.9, 5)) == 2  # the speck too
     assert suspect_regions(label, probabilities, 0.96, 5) == []  # nothing that confident
     void = label.copy()
     void[10:30, 30:50] = 255
     assert len(suspect_regions(void, probabilities, 0.9, 20)) == 0  # void is no annotation
+
+
+def test_the_threshold_is_on_a_regions_mean_and_the_share_of_the_predicted_region():
+    label, probabilities = planted_case()
+    probabilities[10:30, 40:50] = (0.2, 0.2, 0.6)  # half the square far less confident
+    regions = suspect_regions(label, probabilities, 0.7, 20)
+    assert [(r.area, r.box) for r in regions] == [(400, (30, 10, 20, 20))]  # one, not cut
+    assert regions[0].confidence == pytest.approx(0.775)
+    assert suspect_regions(label, probabilities, 0.8, 20) == []
+    # The model's class-2 region runs on over 400 pixels annotated 2: the square is half of it.
+    label[10:30, 50:70] = 2
+    probabilities[10:30, 50:70] = (0.02, 0.03, 0.95)
+    regions = suspect_regions(label, probabilities, 0.7, 20)
+    assert [(r.area, r.share) for r in regions] == [(400, 0.5)]
 
 
 def test_suspect_finder_ranks_by_area_times_confidence_and_keeps_few_crops():

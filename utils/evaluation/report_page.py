@@ -46,6 +46,8 @@ table { border-collapse: collapse; } td, th { padding: 3px 8px; text-align: left
 .legend span { margin-right: 14px; white-space: nowrap; }
 .settings td:first-child { color: #666; padding-right: 18px; } .warn { color: #b00020; }
 img.plot { max-width: 100%; }
+.crops { justify-content: flex-start; } .crops figure { flex: 0 1 auto; }
+.sample .crops img { width: auto; max-width: 100%; }
 @media print { body { margin: 0; max-width: none; } h2 { break-after: avoid; }
   .sample, .card, tr { break-inside: avoid; } }
 """
@@ -157,10 +159,12 @@ def suspects_section(suspects, names, palette):
     if suspects is None:
         return ''
     shown, total, setting = suspects['shown'], suspects['total'], suspects['setting']
-    intro = ('<h2>Annotations that look wrong</h2><p class="sub">Regions of at '
-             'least %d pixels where the model gives one class at least %s%% probability and the '
-             'annotation says another, ranked by area x confidence: either the annotation or '
-             'the model is wrong there. %d found; all are in %s.</p>'
+    intro = ('<h2>Annotations that look wrong</h2><p class="sub">Connected regions of at '
+             'least %d pixels where the model predicts one class, at a mean confidence of at '
+             'least %s%%, and the annotation says another; ranked by area x confidence x the '
+             'share of the model\'s own region of that class they cover, so that a whole object '
+             'annotated as something else comes before the fringe of a large region. Either '
+             'the annotation or the model is wrong there. %d found; all are in %s.</p>'
              % (setting['min_area'], _pct(setting['confidence']), total, suspects['csv']))
     if not shown:
         return '<section id="suspects">%s</section>' % intro
@@ -172,7 +176,7 @@ def suspects_section(suspects, names, palette):
                            ('prediction', 'prediction')))
         parts.append('<div class="sample"><div class="t">#%d %s (record %d): annotated %s, '
                      'predicted %s, %d pixels at %s%% confidence (box %d,%d %dx%d)</div>'
-                     '<div class="pics">%s</div></div>'
+                     '<div class="pics crops">%s</div></div>'
                      % (row['rank'], _e(os.path.basename(row['image'])), row['record'],
                         _e(row['annotated_class']), _e(row['predicted_class']), row['area'],
                         _pct(row['confidence']), row['x'], row['y'], row['width'],

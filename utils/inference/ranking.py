@@ -16,9 +16,10 @@ from utils.inference.image_files import predict_capped
 from utils.inference.soft_outputs import normalised_entropy
 from utils.inference.tiling import blended_rows
 
-# Two dHashes this close (bits of 64) are one scene: re-encoded copies and resized copies of a
-# CamVid frame differ by 0-2 bits, consecutive CamVid frames (30 fps) by 0-4; different scenes
-# by 20 or more.
+# Two dHashes this close (bits of 64) are one scene. Measured on CamVid train (367 frames):
+# a JPEG (quality 70) copy of a frame differs by at most 5 bits, a half-size copy by at most 3;
+# neighbouring frames of the split (a second apart) by 15 in the median (2 at least), so most
+# stay apart; of 2000 random pairs of frames 2 (0.1%) are within 5 bits, the closest 4.
 DUPLICATE_BITS = 5
 HASH_SIZE = 8
 
