@@ -1,5 +1,9 @@
-# make demo: set up, build the synthetic demo dataset, convert it, train FCN-8s, write JPEGs.
+# make demo: set up, build the synthetic demo dataset, convert it, train the demo network (its
+#   validation JPEGs), evaluate it (report.html) and say what to open.
+#   DEMO_ARGS adds train.py flags (the docs test runs it with --max_steps 20).
 # make test: set up, run the test suite.
+# make docs: set up, build the manual (docs/, mkdocs.yml) into build/site, strictly: a broken
+#   link or anchor fails.
 # make lint: set up, check the code with ruff (ruff.toml).
 # make gpu-check: set up (with TensorFlow's CUDA libraries), run the GPU tests verbosely and print
 #   their figures; fails where nvidia-smi lists a GPU that TensorFlow cannot use.
@@ -8,8 +12,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= build/demo
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
-.PHONY: demo test lint gpu-check setup dev-setup clean
+.PHONY: demo test lint docs gpu-check setup dev-setup clean
 
 setup: $(VENV)/.installed
 
@@ -34,13 +39,22 @@ demo: setup
 	$(PY) convert_fcn_dataset.py --dataset_format camvid --config configs/demo.yaml \
 	    --data_dir $(DEMO_DIR)/data --split val --output_path $(DEMO_DIR)/val.record
 	$(PY) train.py --config configs/demo.yaml --dataset_train $(DEMO_DIR)/train.record \
-	    --dataset_val $(DEMO_DIR)/val.record --output_dir $(DEMO_DIR)/run
+	    --dataset_val $(DEMO_DIR)/val.record --output_dir $(DEMO_DIR)/run $(DEMO_ARGS)
+	$(PY) evaluate.py --run_dir $(DEMO_DIR)/run --dataset $(DEMO_DIR)/val.record \
+	    --output_dir $(DEMO_DIR)/run/evaluation
+	@echo
+	@echo "Open next: $(DEMO_DIR)/run/evaluation/report.html (scores, per class, worst and best images),"
+	@echo "  $(DEMO_DIR)/run/eval/ (the validation JPEGs), $(DEMO_DIR)/run/progress.png (loss and mIoU),"
+	@echo "  and TensorBoard: $(VENV)/bin/tensorboard --logdir $(DEMO_DIR)/run"
 
 test: dev-setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: dev-setup
 	$(PY) -m ruff check .
+
+docs: dev-setup
+	$(VENV)/bin/mkdocs build --strict --site-dir build/site
 
 gpu-check: dev-setup
 	if command -v nvidia-smi >/dev/null; then \

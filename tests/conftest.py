@@ -77,11 +77,11 @@ def demo_records(tmp_path_factory):
     return tuple(paths)
 
 
-def run_process(script, *args, timeout=600, env=None):
+def run_process(script, *args, timeout=600, env=None, cwd=ROOT):
     """Runs a script of the repository in its own process, as a user would: (exit code,
     stdout + stderr). For what only a process shows: signals, its environment, start-up."""
     result = subprocess.run([sys.executable, os.path.join(ROOT, script)] + list(args),
-                            capture_output=True, text=True, cwd=ROOT, timeout=timeout, env=env)
+                            capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
     return result.returncode, result.stdout + result.stderr
 
 
@@ -99,21 +99,22 @@ def job_module(script):
     return _JOB_MODULES[script]
 
 
-def run_script(script, *args, timeout=600, env=None):
+def run_script(script, *args, timeout=600, env=None, cwd=ROOT):
     """Runs a job script's main(argv) in this process as its command line would, without the
     seconds a new process spends importing TensorFlow: (exit status, stdout + stderr).
-    With `env`, the script runs in its own process (run_process)."""
+    With `env`, the script runs in its own process (run_process). `cwd`: the working folder
+    (the repository's by default)."""
     if env is not None:
-        return run_process(script, *args, timeout=timeout, env=env)
-    result = run_in_process(script, *args)
+        return run_process(script, *args, timeout=timeout, env=env, cwd=cwd)
+    result = run_in_process(script, *args, cwd=cwd)
     return result.returncode, result.stdout + result.stderr
 
 
-def run_in_process(script, *args):
+def run_in_process(script, *args, cwd=ROOT):
     """A job script's main(argv) run in this process: a CompletedProcess (returncode, stdout,
     stderr).
 
-    The job gets a graph of its own, the repository as working folder, sys.argv, and a fresh
+    The job gets a graph of its own, `cwd` as working folder, sys.argv, and a fresh
     log configuration (make_logger's); its signal handlers and the log handlers are put back
     afterwards. An exception that escapes main() is status 1 with its traceback on stderr, as
     Python's would be."""
@@ -124,7 +125,7 @@ def run_in_process(script, *args):
              {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)})
     root.handlers = []
     sys.argv = [script] + list(args)
-    os.chdir(ROOT)
+    os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
                 tf.Graph().as_default():
