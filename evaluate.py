@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import os
+import time
 import sys
 
 from utils.startup import import_tensorflow_quietly
@@ -25,6 +26,7 @@ import_tensorflow_quietly()
 from utils.cli import (add_run_flags, job_parser, list_of,  # noqa: E402
                        non_negative_float, non_negative_int, output_folder, positive_int,
                        probability, run_job)
+from nets import accepted_args  # noqa: E402
 from utils.config import CRF_SEARCH_KEYS  # noqa: E402
 from utils.crf import CrfPool  # noqa: E402
 from utils.data.pixels import MAX_IMAGE_PIXELS, PIXELS_FLAG  # noqa: E402
@@ -38,16 +40,19 @@ from utils.evaluation.reports import (SUSPECTS_FILENAME, class_names_of,  # noqa
                                       per_class_markdown, write_reports, write_suspects)
 from utils.evaluation.suspects import (DEFAULT_CONFIDENCE, DEFAULT_MIN_AREA,  # noqa: E402
                                        SuspectFinder)
-from utils.evaluation.scoring import data_warnings, evaluate  # noqa: E402
+from utils.evaluation.scoring import data_warnings, evaluate, spread_out  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
 from utils.evaluation.binary import positive_class_of  # noqa: E402
 from utils.evaluation.report_page import write_report_page  # noqa: E402
 from utils.rundir import PLOT_FILENAME, RunDir, load_run  # noqa: E402
 from utils.training.monitoring import plot_progress, read_jsonl  # noqa: E402
-from utils.runtime import setup_tensorflow  # noqa: E402
+from utils.runtime import code_version, setup_tensorflow  # noqa: E402
 from utils.visualization import SAMPLE_KINDS, make_palette, write_sample_jpegs  # noqa: E402
 
 floats = list_of(float, example="3,5,10")
+# The report's galleries pick their images, spread apart in record order, from this many times
+# as many worst (best) candidates.
+GALLERY_CANDIDATES = 3
 # The CRF search's grid when no flag gives one (crf_gaussian_compat: the config's value).
 SEARCH_GRID = {'crf_bilateral_compat': (3, 5, 10), 'crf_bilateral_sxy': (30, 60, 90),
                'crf_bilateral_srgb': (3, 5, 13)}
@@ -137,7 +142,8 @@ def run_evaluation(args, config, checkpoint, checkpoint_why):
             stem = '%s_record%d' % (stem, record)
         stems.add(stem)
         paths = write_sample_jpegs(os.path.join(args.output_dir, 'images'), stem, image, label,
-                                   prediction, crf_prediction, palette, config.overlay_alpha)
+                                   prediction, crf_prediction, palette, config.overlay_alpha,
+                                   class_names_of(config))
         pictures[record] = {kind: os.path.relpath(path, args.output_dir)
                             for kind in SAMPLE_KINDS for path in paths
                             if path.endswith('_%s.jpg' % kind)}
@@ -150,11 +156,15 @@ def run_evaluation(args, config, checkpoint, checkpoint_why):
     with CrfPool(workers=None if config.crf else 1) as crf_pool:  # before the session
         result, rows, kept = evaluate(
             config, checkpoint, args.dataset, args.num_images, args.scales, args.flip,
-            max(num_worst, args.gallery), on_image=draw if args.draw == 'all' else None,
-            crf_pool=crf_pool, max_pixels=args.max_image_pixels, best=args.gallery,
+            max(num_worst, GALLERY_CANDIDATES * args.gallery),
+            on_image=draw if args.draw == 'all' else None, crf_pool=crf_pool,
+            max_pixels=args.max_image_pixels, best=GALLERY_CANDIDATES * args.gallery,
             positive_class=positive_class_of(config, args.positive_class),
             boundary_tolerance=args.boundary_tolerance, calibration=True, suspects=suspects)
-    for record, sample in kept['worst'][:max(num_worst, args.gallery)] + kept['best']:
+    gap = result['num_images'] // (GALLERY_CANDIDATES * 2 * max(args.gallery, 1))
+    worst = spread_out(kept['worst'], args.gallery, gap)
+    best = spread_out(kept['best'], args.gallery, gap, taken={r for r, _ in worst})
+    for record, sample in kept['worst'][:num_worst] + worst + best:
         draw(record, sample)
     audit = {'reliability': write_reliability_png(args.output_dir, result['calibration']),
              'suspects': {'shown': write_suspects(args.output_dir, suspects),
@@ -166,31 +176,42 @@ def run_evaluation(args, config, checkpoint, checkpoint_why):
         'scales': list(args.scales), 'flip': args.flip,
         'suspects': {'confidence': args.suspect_confidence, 'min_area': args.suspect_min_area,
                      'regions': len(suspects.rows)}})
-    gallery = {kind: [record for record, _ in kept[kind][:args.gallery]]
-               for kind in ('worst', 'best')}
+    gallery = {'worst': [record for record, _ in worst], 'best': [record for record, _ in best]}
     page = write_report_page(args.output_dir, 'Evaluation of %s' % args.run_dir, result, rows,
                              names, palette, gallery, pictures,
                              report_settings(args, config, checkpoint, result),
-                             training_story(args, checkpoint_why), audit)
+                             training_story(args, checkpoint_why), audit,
+                             header=(config.dataset_name, args.dataset,
+                                     time.strftime('evaluated %Y-%m-%d %H:%M'),
+                                     'code %s' % code_version()))
     print(per_class_markdown(result, names))
     for line in ['warning: ' + w for w in data_warnings(result['data'])] + binary_lines(
             result, names):
         print(line)
-    print('%d images: mIoU %.4f, pixel accuracy %.4f, mean accuracy %.4f, fwIoU %.4f%s'
-          % (result['num_images'], result['mean_iou'], result['pixel_accuracy'],
-             result['mean_accuracy'], result['fw_iou'],
-             ' | with CRF: mIoU %.4f' % result['crf']['mean_iou'] if 'crf' in result else ''))
-    print('Boundary F %.4f (%g px at 360x480), calibration error (ECE) %.4f; %d region(s) '
+    print(score_line(result))
+    print('Boundary F %.1f%% (%g px at 360x480), calibration error (ECE) %.1f%%; %d region(s) '
           'where the annotation looks wrong in %s'
-          % (result['boundary']['mean_boundary_f'], args.boundary_tolerance,
-             result['calibration']['ece'], len(suspects.rows),
+          % (100 * result['boundary']['mean_boundary_f'], args.boundary_tolerance,
+             100 * result['calibration']['ece'], len(suspects.rows),
              os.path.join(args.output_dir, SUSPECTS_FILENAME)))
     print('Written to %s (open %s)' % (args.output_dir, page))
 
 
+def score_line(result):
+    """The console's summary, in percent as report.html and per_class.md give them."""
+    scores = '; '.join(
+        '%s: mIoU %.1f%%, pixel accuracy %.1f%%, mean accuracy %.1f%%, fwIoU %.1f%%' % (
+            setting, 100 * r['mean_iou'], 100 * r['pixel_accuracy'], 100 * r['mean_accuracy'],
+            100 * r['fw_iou'])
+        for setting, r in ([('with CRF', result['crf'])] if 'crf' in result else [])
+        + [('without CRF', result)])
+    return '%d images, %s' % (result['num_images'], scores)
+
+
 def report_settings(args, config, checkpoint, result):
     """[(name, value)] for report.html: what produced the scores."""
-    network = ', '.join('%s %s' % (k, v) for k, v in config.network_args().items())
+    network = ', '.join('%s %s' % (name, getattr(config, name))
+                        for name in accepted_args(config.model))  # those this network takes
     crf = (', '.join('%s %g' % (k, v) for k, v in config.crf_params().items())
            if config.crf else 'off')
     data = result['data']

@@ -27,7 +27,7 @@ from utils.config import add_config_flags, overrides_from_args, resolve_config  
 from utils.runtime import make_logger, setup_tensorflow  # noqa: E402
 from utils.training.lr_finder import LR_FIND_PLOT, check_range, find_learning_rate  # noqa: E402
 from utils.training.monitoring import format_scores  # noqa: E402
-from utils.training.trainer import train  # noqa: E402
+from utils.training.trainer import run_summary, train  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -95,7 +95,7 @@ def main(argv=None):
                    found['steps_run'], found['stopped'],
                    os.path.join(config.output_dir, LR_FIND_PLOT)))
             return
-        log('Config: %s' % config.to_dict())
+        log(run_summary(config))
         report(train(config, log, should_stop=stop_on_signals(log)), log)
 
     return run_job(work)

@@ -49,7 +49,7 @@ def test_a_lock_left_by_a_killed_job_is_taken_over(tmp_path, demo_records):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     try:
         for line in first.stdout:
-            if 'Config saved' in line:
+            if 'Full config' in line:
                 break
         code, log = run('train.py', *TINY, '--dataset_train', demo_records[0], '--output_dir',
                         out, '--max_steps', '2')

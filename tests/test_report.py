@@ -60,6 +60,10 @@ def test_the_positive_class_of_a_config():
         positive_class_of(demo, 'bus')
 
 
+def demo_records_val(report):
+    return json.load(open(os.path.join(report, 'metrics.json')))['data']['record_files'][0]
+
+
 @pytest.fixture(scope='module')
 def report(trained_run, demo_records, tmp_path_factory):
     """An evaluation of the tiny run with the CRF and road as the positive class."""
@@ -73,10 +77,25 @@ def report(trained_run, demo_records, tmp_path_factory):
 
 def test_the_report_holds_every_part_and_opens_offline(report):
     page = open(os.path.join(report, 'report.html')).read()
-    for part in ('Scores (3 images)', 'with CRF', 'Two-class scores: road against the rest',
-                 'MaxF', 'Per class', 'Confusion', 'Training', 'Worst images by mIoU',
-                 'Best images by mIoU', 'Settings', 'record files'):
+    for part in ('Scores with CRF, % (3 images)', 'without CRF',
+                 'Two-class scores: road against the rest', 'MaxF', 'Per class, %',
+                 'Confusion with CRF', 'Training', 'Worst images by mIoU with CRF',
+                 'Best images by mIoU with CRF', 'The 1 worst of 3 images', 'Settings',
+                 'record files', 'void (not scored)'):
         assert part in page, part
+    # The header names the dataset, the records, the date and the code; the large figure is
+    # the setting the evaluation ran with (the CRF's), the network's own beside it.
+    header = re.search(r'</h1><p class="sub">(.*?)</p>', page).group(1)
+    assert header.startswith('demo &middot; %s &middot; evaluated 20' % demo_records_val(report))
+    assert re.search(r'code ([0-9a-f]{7,}(-dirty)?|unknown)$', header), header
+    metrics = json.load(open(os.path.join(report, 'metrics.json')))
+    first_card = re.search(r'<div class="v">([\d.]+)</div><div class="k">mean IoU</div>'
+                           r'<div class="c">without CRF ([\d.]+)</div>', page)
+    assert first_card.groups() == ('%.1f' % (100 * metrics['crf']['mean_iou']),
+                                   '%.1f' % (100 * metrics['mean_iou']))
+    # Only the settings the network takes (an FCN-8s has no depth multiplier).
+    network = re.search(r'<td>network</td><td>(.*?)</td>', page).group(1)
+    assert network.startswith('fcn8s (fc_depth 16') and 'depth_multiplier' not in network
     assert '<script' not in page and not re.search(r'(src|href)="(https?:)?//', page)
     sources = re.findall(r'<img [^>]*src="([^"]+)"', page)
     with open(os.path.join(report, 'suspect_labels.csv')) as f:
@@ -88,10 +107,43 @@ def test_the_report_holds_every_part_and_opens_offline(report):
         assert os.path.isfile(os.path.join(report, source)), source
     rows = re.search(r'<table class="classes" id="per-class">.*?<tbody>(.*?)</tbody>', page)
     assert rows.group(1).count('<tr>') == 4
-    metrics = json.load(open(os.path.join(report, 'metrics.json')))
     assert 0 <= metrics['binary']['max_f'] <= 1 and metrics['binary']['positive_class'] == 2
 
 
 def test_the_report_shows_complete_in_a_real_browser(report, tmp_path):
     seen = page_in_browser(os.path.join(report, 'report.html'), tmp_path, '#per-class tbody tr')
     assert seen['images'] >= 12 and seen['broken'] == [] and seen['rows'] == 4, seen
+
+
+def test_galleries_spread_over_the_records_and_say_when_they_hold_every_image():
+    from utils.evaluation.report_page import gallery_notes
+    from utils.evaluation.scoring import spread_out
+    candidates = [(r, None) for r in (10, 11, 12, 40, 13, 80, 41)]  # worst first
+    assert [r for r, _ in spread_out(candidates, 3, 5)] == [10, 40, 80]
+    assert [r for r, _ in spread_out(candidates, 5, 5)] == [10, 40, 80, 11, 12]
+    assert [r for r, _ in spread_out(candidates, 2, 5, taken={10})] == [11, 40]
+    assert gallery_notes({'worst': [1, 2], 'best': [3, 4]}, 4)[0] == (
+        'These two galleries hold every one of the 4 images, worst first.')
+    assert gallery_notes({'worst': [1], 'best': [3]}, 9)[0].startswith('The 1 worst of 9 images')
+
+
+def test_sample_pictures_overlay_the_headlined_prediction_with_a_legend(tmp_path):
+    import cv2
+    from utils.visualization import (LEGEND_ROW, VOID_COLORS, legend_strip, void_color,
+                                     write_sample_jpegs)
+    palette = np.array([[0, 0, 0], [255, 255, 255], [200, 0, 0]], np.uint8)  # black, white
+    assert void_color(palette) == VOID_COLORS[1]  # neither black nor white: magenta
+    image = np.full((64, 96, 3), 128, np.uint8)
+    label = np.zeros((64, 96), np.uint8)
+    network, crf = np.zeros_like(label), np.full_like(label, 2)
+    paths = write_sample_jpegs(str(tmp_path), 's', image, label, network, crf, palette, 1.0,
+                               ['background', 'paper', 'car'])
+    pictures = {os.path.basename(p)[2:-4]: cv2.imread(p)[..., ::-1] for p in paths}
+    assert pictures['img'].shape == (64, 96, 3)
+    rows = legend_strip(96, palette, ['background', 'paper', 'car']).shape[0]
+    assert rows % LEGEND_ROW == 0 and rows >= 2 * LEGEND_ROW  # wrapped to the width
+    # Each picture lists the classes it shows: one class, one row.
+    for kind in ('annotation', 'prediction', 'prediction_crfed', 'overlay'):
+        assert pictures[kind].shape == (64 + LEGEND_ROW, 96, 3), kind
+    # alpha 1: the overlay is the CRF's class map (red), not the network's (black).
+    assert np.abs(pictures['overlay'][:56].astype(int) - (200, 0, 0)).max() < 30  # JPEG edge

@@ -29,6 +29,13 @@ def test_short_run_writes_checkpoints_and_jpegs_then_resumes(demo_records, tmp_p
             '--save_every', '2', '--eval_every', '2', '--num_eval_images', '2']
     code, log = run_train(*(args + ['--max_steps', '4']))
     assert code == 0, log
+    # The log starts with a line a reader takes in, not the whole config, and says where that is.
+    first = log.strip().split('\n')[0]
+    assert len(first) < 300 and re.search(
+        r'Training fcn8s \(fc_depth 16, .*\) on 4 classes \(demo\): 4 steps of batch 2, crops '
+        r'64x64, precision ', first), first
+    assert 'Full config (every key; train.py --help explains each): %s/config.yaml' % out in log
+    assert "'class_colors'" not in log
     assert re.search(r'step 4 Current Loss: \d+\.\d+', log)
     assert re.search(r'\[\d+\.\d+\] imgs/s', log)
     assert 'Model saved in file: %s/train/model.ckpt-4' % out in log

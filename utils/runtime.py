@@ -2,6 +2,7 @@
 import logging
 import multiprocessing
 import os
+import subprocess
 import sys
 import warnings
 
@@ -134,3 +135,17 @@ def session_config(devices=()):
                            device_count={'CPU': cpus} if cpus > 1 else None)
     proto.gpu_options.allow_growth = True
     return proto
+
+
+def code_version(root=None):
+    """The repository's commit as `git describe --always --dirty` gives it ('51a12f3-dirty'
+    when files were changed), or 'unknown' outside a git checkout or without git: what the
+    report pages name as the code that produced them."""
+    root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        result = subprocess.run(['git', '-C', root, 'describe', '--always', '--dirty'],
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 'unknown'
+    return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else (
+        'unknown')

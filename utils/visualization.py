@@ -6,9 +6,13 @@ import numpy as np
 
 from utils.fileio import atomic_write_bytes
 
-VOID_COLOR = (0, 0, 0)
+# Ignored (void) pixels: the first of these that no class uses, so that a trained class drawn
+# black (VOC's background, camvid7's "Void") never looks like the pixels that are not scored.
+VOID_COLORS = ((255, 255, 255), (255, 0, 255), (0, 255, 255), (0, 0, 0))
+VOID_NAME = 'void (not scored)'
 JPEG_QUALITY = 95
 SAMPLE_KINDS = ('img', 'annotation', 'prediction', 'prediction_crfed', 'overlay')
+LEGEND_FONT, LEGEND_SCALE, LEGEND_ROW, LEGEND_SWATCH = cv2.FONT_HERSHEY_SIMPLEX, 0.38, 15, 10
 
 
 def default_palette(num_classes):
@@ -32,11 +36,18 @@ def make_palette(class_colors, num_classes):
     return default_palette(num_classes)
 
 
+def void_color(palette):
+    """The colour of ignored pixels beside `palette`: the first of VOID_COLORS no class has."""
+    used = {tuple(int(v) for v in color) for color in palette}
+    return next((c for c in VOID_COLORS if c not in used), VOID_COLORS[0])
+
+
 def colorize(label, palette):
-    """int [h, w] class map -> uint8 RGB [h, w, 3]; values outside the palette are VOID_COLOR."""
+    """int [h, w] class map -> uint8 RGB [h, w, 3]; values outside the palette (void) get
+    void_color(palette)."""
     label = np.asarray(label)
     rgb = np.empty(label.shape + (3,), np.uint8)
-    rgb[:] = VOID_COLOR
+    rgb[:] = void_color(palette)
     known = (label >= 0) & (label < len(palette))
     rgb[known] = palette[label[known]]
     return rgb
@@ -48,6 +59,47 @@ def overlay(image, label, palette, alpha=0.5):
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
+def legend_strip(width, palette, names, classes=None, void=True):
+    """A strip of colour swatches and class names, wrapped to `width` pixels, to stack under a
+    picture of class colours: uint8 RGB [rows x LEGEND_ROW, width, 3], white background.
+    `classes`: the class ids to list (all by default: a 150-class legend would outgrow the
+    picture, so pictures list the classes they show)."""
+    classes = range(len(names)) if classes is None else classes
+    entries = [(names[c], tuple(int(v) for v in palette[c])) for c in classes]
+    if void:
+        entries.append((VOID_NAME, void_color(palette)))
+    rows, row, used = [], [], 0
+    for name, color in entries:
+        text_width = cv2.getTextSize(name, LEGEND_FONT, LEGEND_SCALE, 1)[0][0]
+        needed = LEGEND_SWATCH + 4 + text_width + 10
+        if row and used + needed > width:
+            rows.append(row)
+            row, used = [], 0
+        row.append((name, color, used))
+        used += needed
+    rows.append(row)
+    strip = np.full((LEGEND_ROW * len(rows), width, 3), 255, np.uint8)
+    for r, entries_of_row in enumerate(rows):
+        top = r * LEGEND_ROW + (LEGEND_ROW - LEGEND_SWATCH) // 2
+        for name, color, x in entries_of_row:
+            cv2.rectangle(strip, (x + 2, top), (x + 2 + LEGEND_SWATCH, top + LEGEND_SWATCH),
+                          color, -1)
+            cv2.rectangle(strip, (x + 2, top), (x + 2 + LEGEND_SWATCH, top + LEGEND_SWATCH),
+                          (90, 90, 90), 1)
+            cv2.putText(strip, name, (x + LEGEND_SWATCH + 6, top + LEGEND_SWATCH - 1),
+                        LEGEND_FONT, LEGEND_SCALE, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip
+
+
+def with_legend(rgb, label, palette, names):
+    """`rgb`, a picture of class map `label`, with the legend of the classes it shows (and
+    void, where it has void pixels) under it."""
+    values = np.unique(label)
+    classes = [int(v) for v in values if 0 <= v < len(names)]
+    strip = legend_strip(rgb.shape[1], palette, names, classes, void=len(classes) < len(values))
+    return np.concatenate([rgb, strip], axis=0)
+
+
 def write_jpeg(path, rgb):
     ok, data = cv2.imencode('.jpg', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                             [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
@@ -57,18 +109,27 @@ def write_jpeg(path, rgb):
 
 
 def write_sample_jpegs(directory, prefix, image, label, prediction, crf_prediction, palette,
-                       alpha=0.5):
+                       alpha=0.5, names=None):
     """Writes PREFIX_img.jpg, _annotation, _prediction, _prediction_crfed, _overlay.jpg.
 
-    `crf_prediction` may be None (CRF off): that picture is then not written. Returns the paths.
+    `crf_prediction` may be None (CRF off): that picture is then not written. The overlay
+    blends the prediction that is headlined: the CRF's when the CRF is on, else the network's.
+    With class `names`, the class pictures and the overlay get a legend strip below them.
+    Returns the paths.
     """
+    headlined = prediction if crf_prediction is None else crf_prediction
     pictures = {
         'img': image,
         'annotation': colorize(label, palette),
         'prediction': colorize(prediction, palette),
         'prediction_crfed': None if crf_prediction is None else colorize(crf_prediction, palette),
-        'overlay': overlay(image, prediction, palette, alpha),
+        'overlay': overlay(image, headlined, palette, alpha),
     }
+    if names is not None:
+        shown = {'annotation': label, 'prediction': prediction,
+                 'prediction_crfed': crf_prediction, 'overlay': headlined}
+        pictures.update({kind: with_legend(pictures[kind], shown[kind], palette, names)
+                         for kind in shown if pictures[kind] is not None})
     paths = []
     for kind in SAMPLE_KINDS:
         if pictures[kind] is not None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from utils.evaluation.scoring import data_warnings
 from utils.fileio import atomic_write_text
-from utils.visualization import SAMPLE_KINDS
+from utils.visualization import SAMPLE_KINDS, VOID_NAME, void_color
 
 REPORT_FILENAME = 'report.html'
 KIND_TITLES = {'img': 'image', 'annotation': 'annotation', 'prediction': 'prediction',
@@ -61,29 +61,44 @@ def _e(text):
     return html.escape(str(text))
 
 
+def crf_setting(result):
+    """'with CRF' or 'without CRF': the setting the page headlines, the evaluation's own (the
+    CRF's scores when it ran, as the run's config or --crf asked)."""
+    return 'with CRF' if 'crf' in result else 'without CRF'
+
+
 def headline_section(result):
-    """The scores as cards; with CRF, its figure under each."""
+    """The scores as cards, the headlined setting's large; with CRF, the network's own figure
+    under each."""
     items = [('mean_iou', 'mean IoU'), ('pixel_accuracy', 'pixel accuracy'),
              ('mean_accuracy', 'mean class accuracy'), ('fw_iou', 'frequency-weighted IoU')]
+    main = result.get('crf', result)
     cards = []
     for key, title in items:
-        crf = ('<div class="c">with CRF %s</div>' % _pct(result['crf'][key])
-               if 'crf' in result else '')
+        other = ('<div class="c">without CRF %s</div>' % _pct(result[key])
+                 if 'crf' in result else '')
         cards.append('<div class="card"><div class="v">%s</div><div class="k">%s</div>%s</div>'
-                     % (_pct(result[key]), title, crf))
+                     % (_pct(main[key]), title, other))
     if 'boundary' in result:
-        crf = ('<div class="c">with CRF %s</div>'
-               % _pct(result['crf']['boundary']['mean_boundary_f'])
-               if 'boundary' in result.get('crf', {}) else '')
+        boundary = main.get('boundary', result['boundary'])
+        other = ('<div class="c">without CRF %s</div>'
+                 % _pct(result['boundary']['mean_boundary_f'])
+                 if 'boundary' in result.get('crf', {}) else '')
         cards.append('<div class="card"><div class="v">%s</div><div class="k">boundary F '
                      '(%g px at 360x480)</div>%s</div>'
-                     % (_pct(result['boundary']['mean_boundary_f']),
-                        result['boundary']['boundary_tolerance'], crf))
+                     % (_pct(boundary['mean_boundary_f']),
+                        result['boundary']['boundary_tolerance'], other))
     if 'calibration' in result:
         cards.append('<div class="card"><div class="v">%s</div><div class="k">calibration '
-                     'error (ECE)</div></div>' % _pct(result['calibration']['ece']))
-    return '<h2>Scores (%d images)</h2><div class="cards">%s</div>' % (
-        result['num_images'], ''.join(cards))
+                     'error (ECE, network probabilities)</div></div>'
+                     % _pct(result['calibration']['ece']))
+    return ('<h2>Scores %s, %% (%d images)</h2><div class="cards">%s</div>'
+            % (crf_setting(result), result['num_images'], ''.join(cards)))
+
+
+def header_line(header):
+    """Under the title: dataset, record files, when, and the code's version."""
+    return '<p class="sub">%s</p>' % ' &middot; '.join(_e(v) for v in header if v)
 
 
 def binary_section(binary, names):
@@ -119,16 +134,18 @@ def classes_section(result, names, palette):
             cells.append(_pct(result['boundary']['per_class_boundary_f'][i]))
         cells.append('%.1f%%' % (100 * share[i]))
         rows.append('<tr>%s</tr>' % ''.join('<td>%s</td>' % c for c in cells))
-    head = (['class', 'IoU', '%'] + (['IoU with CRF', '%'] if has_crf else [])
+    head = (['class', 'IoU without CRF' if has_crf else 'IoU', '%']
+            + (['IoU with CRF', '%'] if has_crf else [])
             + (['boundary F %'] if 'boundary' in result else []) + ['pixels'])
-    return ('<h2>Per class</h2><table class="classes" id="per-class"><thead><tr>%s</tr></thead>'
+    return ('<h2>Per class, %%</h2><table class="classes" id="per-class"><thead><tr>%s</tr></thead>'
             '<tbody>%s</tbody></table>' % (''.join('<th>%s</th>' % h for h in head),
                                            ''.join(rows)))
 
 
 def confusion_section(result, names):
-    """Rows (ground truth) normalised to 100%; darker = more of the row."""
-    confusion = np.asarray(result['confusion'], np.float64)
+    """Rows (ground truth) normalised to 100%; darker = more of the row. The headlined
+    setting's matrix (the CRF's when it ran)."""
+    confusion = np.asarray(result.get('crf', result)['confusion'], np.float64)
     rows = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
     head = ''.join('<th class="col">%s</th>' % _e(n) for n in names)
     body = []
@@ -137,8 +154,9 @@ def confusion_section(result, names):
                         % (v, '#fff' if v > 0.5 else '#222', '%.0f' % (100 * v) if v else '')
                         for v in row)
         body.append('<tr><th class="r">%s</th>%s</tr>' % (_e(name), cells))
-    return ('<h2>Confusion (rows: ground truth, columns: prediction, %% of the row)</h2>'
-            '<table class="heat"><tr><th></th>%s</tr>%s</table>' % (head, ''.join(body)))
+    return ('<h2>Confusion %s (rows: ground truth, columns: prediction, %% of the row)</h2>'
+            '<table class="heat"><tr><th></th>%s</tr>%s</table>'
+            % (crf_setting(result), head, ''.join(body)))
 
 
 def calibration_section(calibration, plot):
@@ -193,12 +211,13 @@ def story_section(story):
     return '<h2>Training</h2><p>%s</p>%s' % (_e(story['checkpoint_why']), plot)
 
 
-def gallery_section(title, samples, rows, pictures, legend):
+def gallery_section(title, samples, rows, pictures, legend, note=''):
     """One row per sample (`samples`: record numbers): its five pictures and per-image IoU."""
     if not samples:
         return ''
     by_record = {r['record']: r for r in rows}  # file names can repeat; records cannot
-    parts = ['<h2>%s</h2>%s' % (_e(title), legend)]
+    parts = ['<h2>%s</h2>%s%s' % (_e(title), '<p class="sub">%s</p>' % _e(note) if note else '',
+                                  legend)]
     for record in samples:
         row = by_record[record]
         crf = ', with CRF %s' % _pct(row['crf_mean_iou']) if 'crf_mean_iou' in row else ''
@@ -213,9 +232,23 @@ def gallery_section(title, samples, rows, pictures, legend):
 
 
 def legend_html(names, palette):
+    entries = list(zip(names, (tuple(int(v) for v in c) for c in palette)))
+    entries.append((VOID_NAME, void_color(palette)))
     return '<p class="legend">%s</p>' % ''.join(
         '<span><span class="swatch" style="background:rgb(%d,%d,%d)"></span>%s</span>'
-        % (tuple(palette[i]) + (_e(n),)) for i, n in enumerate(names))
+        % (color + (_e(name),)) for name, color in entries)
+
+
+def gallery_notes(gallery, num_images):
+    """What each gallery holds, said where it holds every image (a small evaluation)."""
+    shown = len(gallery['worst']) + len(gallery['best'])
+    if shown < num_images:
+        spread = ('; picked apart in record order, so that one sequence\'s neighbouring '
+                  'frames do not fill a gallery')
+        return ('The %d worst of %d images%s.' % (len(gallery['worst']), num_images, spread),
+                'The %d best of %d images%s.' % (len(gallery['best']), num_images, spread))
+    return ('These two galleries hold every one of the %d images, worst first.' % num_images,
+            '')
 
 
 def settings_section(settings, data):
@@ -227,7 +260,7 @@ def settings_section(settings, data):
 
 
 def write_report_page(output_dir, title, result, rows, names, palette, gallery, pictures,
-                      settings, story=None, audit=None):
+                      settings, story=None, audit=None, header=()):
     """Writes OUTPUT_DIR/report.html; returns its path.
 
     `gallery`: {'worst': [filename, ...], 'best': [...]}; `pictures`: {filename: {kind: path
@@ -235,18 +268,22 @@ def write_report_page(output_dir, title, result, rows, names, palette, gallery, 
     `story`: {'checkpoint_why', 'plot' (relative path or None)} of a training run;
     `audit`: {'reliability' (relative path of the reliability diagram), 'suspects' ({'shown':
     utils.evaluation.reports.write_suspects' list, 'total', 'csv', 'setting': {'confidence',
-    'min_area'}})}, either may be missing.
+    'min_area'}})}, either may be missing; `header`: strings under the title (dataset, records,
+    date, code version).
     """
     audit = audit or {}
     legend = legend_html(names, palette)
+    worst_note, best_note = gallery_notes(gallery, result['num_images'])
     body = ''.join([
-        '<h1>%s</h1>' % _e(title), headline_section(result),
+        '<h1>%s</h1>' % _e(title), header_line(header), headline_section(result),
         binary_section(result.get('binary'), names), classes_section(result, names, palette),
         confusion_section(result, names),
         calibration_section(result.get('calibration'), audit.get('reliability')),
         suspects_section(audit.get('suspects'), names, palette), story_section(story),
-        gallery_section('Worst images by mIoU', gallery['worst'], rows, pictures, legend),
-        gallery_section('Best images by mIoU', gallery['best'], rows, pictures, legend),
+        gallery_section('Worst images by mIoU %s' % crf_setting(result), gallery['worst'],
+                        rows, pictures, legend, worst_note),
+        gallery_section('Best images by mIoU %s' % crf_setting(result), gallery['best'], rows,
+                        pictures, legend, best_note),
         settings_section(settings, result['data'])])
     page = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>%s</title>'
             '<style>%s</style></head><body>%s</body></html>\n' % (_e(title), STYLE, body))

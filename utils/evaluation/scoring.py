@@ -15,6 +15,7 @@ from utils.evaluation.binary import BinaryCurve
 from utils.evaluation.boundary import BoundaryScore
 from utils.evaluation.calibration import Calibration
 from utils.evaluation.metrics import confusion_matrix, scores
+from utils.evaluation.reports import class_names_of
 from utils.crf import CrfPool
 from utils.inference.predictor import build_probabilities, restore_model
 from utils.rundir import validation_prefix
@@ -164,9 +165,13 @@ def run_validation(session, graph, config, step, draw_dir=None, log=print, crf_p
     image's image, annotation and prediction as RGB arrays, for TensorBoard).
     """
     palette = make_palette(config.class_colors, config.num_classes)
+    names = class_names_of(config)
     scorer = Scorer(config.num_classes, config.crf)
     jpegs, sample = [], {}
     total = graph['num_images']
+    if draw_dir:
+        log('Validating on %s image(s), writing the JPEGs of each to %s'
+            % (total or 'all', draw_dir))
     for index, (image, label, prediction, crf_prediction, *_) in enumerate(
             scored_images(session, graph, config, scorer, crf_pool)):
         if index == 0:
@@ -177,7 +182,7 @@ def run_validation(session, graph, config, step, draw_dir=None, log=print, crf_p
         if draw_dir:
             jpegs += write_sample_jpegs(draw_dir, validation_prefix(step, index, total), image,
                                         label, prediction, crf_prediction, palette,
-                                        config.overlay_alpha)
+                                        config.overlay_alpha, names)
     return dict(scorer.result(), jpegs=jpegs, sample_pictures=sample)
 
 
@@ -222,7 +227,8 @@ def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=
                 sample = (image, label, prediction, crf_prediction, filename)
                 if on_image:
                     on_image(row['record'], sample)
-                keep_extremes(kept, (miou, row['record'], sample), worst, best)
+                headlined = row.get('crf_mean_iou', miou)  # the report's ranking setting
+                keep_extremes(kept, (headlined, row['record'], sample), worst, best)
     result = dict(scorer.result(with_confusion=True), data=data_summary(files, failures))
     if not result['num_images']:
         raise DataError('no image of %s could be scored: %s; convert the dataset again'
@@ -231,6 +237,22 @@ def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=
         raise DataError(NO_LABELLED_PIXEL % ('%s (%d images)' % (record_spec,
                                                                  result['num_images'])))
     return result, rows, {kind: [(k[1], k[2]) for k in items] for kind, items in kept.items()}
+
+
+def spread_out(candidates, count, min_gap, taken=()):
+    """Up to `count` of `candidates` ((record, sample), best first) whose records lie at least
+    `min_gap` apart and are not in `taken`: neighbouring records are often neighbouring frames
+    of one video sequence, near-identical pictures. Fills up with the closest ones left when
+    too few lie apart."""
+    chosen = []
+    for gap in (min_gap, 0):
+        for record, sample in candidates:
+            if len(chosen) == count:
+                return chosen
+            if record in taken or any(record == r or abs(record - r) < gap for r, _ in chosen):
+                continue
+            chosen.append((record, sample))
+    return chosen
 
 
 def keep_extremes(kept, item, worst, best):

@@ -14,6 +14,7 @@ import typing
 import tensorflow
 import tensorflow.compat.v1 as tf
 
+from nets import accepted_args
 from utils.config import save_config
 from utils.crf import CrfPool
 from utils.data.pipeline import check_dataset
@@ -31,6 +32,17 @@ from utils.training.loop import TrainingLoop
 from utils.training.optimization import session_rewrites
 
 
+def run_summary(config):
+    """The first line of a training's log: what trains on what, for how long, in a line a
+    reader takes in (the whole config is saved as OUTPUT_DIR/config.yaml)."""
+    settings = ', '.join('%s %s' % (name, getattr(config, name))
+                         for name in accepted_args(config.model))
+    return ('Training %s (%s) on %d classes%s: %d steps of batch %d, crops %dx%d, precision %s'
+            % (config.model, settings, config.num_classes,
+               ' (%s)' % config.dataset_name if config.dataset_name else '', config.max_steps,
+               config.batch_size, config.crop_size[0], config.crop_size[1], config.precision))
+
+
 def prepare_run(config, run, log):
     """Checks the config's inputs and the run directory; the chief makes it, clears what
     killed saves left there and saves the config. Returns the number of readable validation
@@ -45,7 +57,8 @@ def prepare_run(config, run, log):
         if count:
             log('Removed %d temporary file(s) of interrupted checkpoint saves (%.1f MB)'
                 % (count, size / 2 ** 20))
-        log('Config saved to %s' % save_config(config, run.config_path))
+        log('Full config (every key; train.py --help explains each): %s'
+            % save_config(config, run.config_path))
     return sum(f.count for f in val_files)
 
 
