@@ -19,6 +19,8 @@ import os
 import time
 import sys
 
+import tqdm
+
 from utils.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()
@@ -160,7 +162,8 @@ def run_evaluation(args, config, checkpoint, checkpoint_why):
             on_image=draw if args.draw == 'all' else None, crf_pool=crf_pool,
             max_pixels=args.max_image_pixels, best=GALLERY_CANDIDATES * args.gallery,
             positive_class=positive_class_of(config, args.positive_class),
-            boundary_tolerance=args.boundary_tolerance, calibration=True, suspects=suspects)
+            boundary_tolerance=args.boundary_tolerance, calibration=True, suspects=suspects,
+            progress=image_bar)
     gap = result['num_images'] // (GALLERY_CANDIDATES * 2 * max(args.gallery, 1))
     worst = spread_out(kept['worst'], args.gallery, gap)
     best = spread_out(kept['best'], args.gallery, gap, taken={r for r, _ in worst})
@@ -206,6 +209,17 @@ def score_line(result):
         for setting, r in ([('with CRF', result['crf'])] if 'crf' in result else [])
         + [('without CRF', result)])
     return '%d images, %s' % (result['num_images'], scores)
+
+
+def image_bar(total):
+    """A progress bar over the images scored (stderr); returns its step."""
+    bar = tqdm.tqdm(total=total, unit='image', desc='Scoring', leave=False)
+
+    def step():
+        bar.update(1)
+        if bar.n >= total:
+            bar.close()
+    return step
 
 
 def report_settings(args, config, checkpoint, result):

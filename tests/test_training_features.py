@@ -289,3 +289,30 @@ def test_moving_averages_that_cannot_settle_are_warned_about():
     assert moving_average_warning(fresh, 0.991, 1200) is None
     assert moving_average_warning(fresh, 0.9997, 60000) is None
     assert moving_average_warning([], 0.9997, 1200) is None  # restored from a checkpoint
+
+
+def test_batch_norms_that_start_fresh_get_a_decay_that_suits_the_run(tmp_path):
+    """A short run of a batch-normalised network from scratch trains with a window of a tenth
+    of its steps; a long run, a network without batch norm, or a checkpoint that brings its
+    statistics keep the configured decay."""
+    from tests.conftest import tiny_config
+    from utils.training.initialization import suited_batch_norm_decay
+    short = tiny_config(model='mobilenet_v1_fcn', batch_norm_decay=0.99, max_steps=300)
+    decay, why = suited_batch_norm_decay(short, takes_decay=True)
+    assert decay == 0.966 and 'batch_norm_decay 0.99 averages over about 100 steps' in why
+    assert 'training with 0.966 instead' in why
+    assert suited_batch_norm_decay(short, takes_decay=False) == (0.99, None)  # VGG
+    long = tiny_config(model='mobilenet_v1_fcn', batch_norm_decay=0.99, max_steps=3000)
+    assert suited_batch_norm_decay(long, takes_decay=True) == (0.99, None)
+    # A checkpoint with batch-norm statistics: they are restored, not fresh.
+    with tf.Graph().as_default():
+        tf.Variable(tf.zeros([4]), name='MobilenetV1/Conv2d_0/BatchNorm/moving_mean')
+        with tf.Session() as session:
+            session.run(tf.global_variables_initializer())
+            path = tf.train.Saver().save(session, str(tmp_path / 'bn.ckpt'))
+    restored = tiny_config(model='mobilenet_v1_fcn', batch_norm_decay=0.99, max_steps=300,
+                           checkpoint_path=path)
+    assert suited_batch_norm_decay(restored, takes_decay=True) == (0.99, None)
+    excluded = tiny_config(model='mobilenet_v1_fcn', batch_norm_decay=0.99, max_steps=300,
+                           checkpoint_path=path, checkpoint_exclude_scopes='MobilenetV1')
+    assert suited_batch_norm_decay(excluded, takes_decay=True)[0] == 0.966

@@ -189,7 +189,7 @@ def run_validation(session, graph, config, step, draw_dir=None, log=print, crf_p
 def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=False,
              worst=0, on_image=None, crf_pool=None, max_pixels=MAX_IMAGE_PIXELS, log=print,
              best=0, positive_class=None, boundary_tolerance=None, calibration=False,
-             suspects=None):
+             suspects=None, progress=None):
     """Streams a checkpoint over a record set at the images' own sizes, after checking every
     record file as training does (utils.data.pipeline.check_dataset).
 
@@ -202,9 +202,11 @@ def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=
     pixel_accuracy, mean_iou (and crf_mean_iou). The samples (image, label, prediction,
     crf_prediction, filename) of the `worst` and the `best` images by mean IoU are kept for
     drawing, worst or best first; every image is also passed to `on_image(record, sample)` as
-    it comes.
+    it comes; `progress(num_images)` (e.g. a tqdm bar's maker) gives a callable called once
+    per image scored.
     Raises DataError when no image could be scored.
     """
+    log('Checking the record file(s) of %s (every record read through once)' % record_spec)
     files = check_dataset(record_spec, config.num_classes, log)
     failures = DecodeFailures()
     scorer = Scorer(config.num_classes, config.crf, positive_class, boundary_tolerance,
@@ -214,9 +216,13 @@ def evaluate(config, checkpoint, record_spec, num_images=0, scales=(1.0,), flip=
         graph = build_eval_graph(config, record_spec, num_images, scales, flip, failures,
                                  sum(f.count for f in files), max_pixels)
         with tf.Session(config=session_config()) as session:
+            log('Restoring %s; the first image also waits for the graph to be optimised'
+                % checkpoint)
             restore_model(session, checkpoint, config)
+            step = progress(graph['num_images']) if progress else (lambda: None)
             for (image, label, prediction, crf_prediction, filename, image_hist,
                  crf_image_hist) in scored_images(session, graph, config, scorer, crf_pool):
+                step()
                 image_result = scores(image_hist)
                 miou = image_result['mean_iou']
                 row = {'record': len(rows), 'filename': filename,

@@ -27,7 +27,7 @@ from utils.training.distribution import (check_devices, is_chief, make_strategy,
                                          session_target)
 from utils.training.graph import TrainOps, build_training_graph, check_activation_memory
 from utils.training.initialization import (fresh_moving_averages, make_init_fn,
-                                           moving_average_warning)
+                                           moving_average_warning, suited_batch_norm_decay)
 from utils.training.loop import TrainingLoop
 from utils.training.optimization import session_rewrites
 
@@ -174,7 +174,11 @@ def train(config, log=print, should_stop=lambda: False):
     check_devices(config)
     precision, why = resolve_precision(config.precision, config.distribution)
     log('Precision: %s (%s)' % (precision, why))
-    config = dataclasses.replace(config, precision=precision)
+    decay, why = suited_batch_norm_decay(config, 'batch_norm_decay' in accepted_args(
+        config.model))
+    if why:
+        log(why)
+    config = dataclasses.replace(config, precision=precision, batch_norm_decay=decay)
     run = RunDir(config.output_dir)
     with run.lock(log) if is_chief(config) else contextlib.nullcontext():
         num_val_records = prepare_run(config, run, log)
