@@ -21,6 +21,8 @@ from utils.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
+from tqdm import tqdm  # noqa: E402
+
 from utils.cli import job_parser, positive_int, run_job, split_list  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
 from utils.deploy.design import (best_candidate, choose_candidates,  # noqa: E402
@@ -147,7 +149,9 @@ def main(argv=None):
         cache = os.path.join(args.work_dir, 'candidates.json') if args.work_dir else None
         if args.work_dir:
             os.makedirs(args.work_dir, exist_ok=True)
-        candidates = enumerate_candidates(scenario, cache)
+        candidates = enumerate_candidates(
+            scenario, cache, progress=lambda grid: tqdm(grid, desc='Counting operations',
+                                                        unit='candidate', file=sys.stderr))
         if args.list:
             print_candidates(candidates)
             return 0

@@ -35,8 +35,10 @@ def test_the_enumeration_counts_as_count_ops_does(tmp_path):
     from utils.config import resolve_config
     from utils.deploy.operations import count_ops
     scenario = load_scenario(write_scenario(tmp_path, 1.0))
-    candidates = enumerate_candidates(scenario, log=lambda *_: None)
-    assert len(candidates) == 8
+    shown = []  # what a progress bar would be given
+    candidates = enumerate_candidates(scenario, log=lambda *_: None,
+                                      progress=lambda grid: shown.append(len(grid)) or grid)
+    assert len(candidates) == 8 and shown == [8]
     config = resolve_config(scenario.config, class_table=False)
     for candidate in candidates:  # the library function count_ops.py prints
         rows = count_ops((64, 96), config.num_classes,
