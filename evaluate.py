@@ -28,7 +28,6 @@ import_tensorflow_quietly()
 from utils.cli import (add_run_flags, job_parser, list_of,  # noqa: E402
                        non_negative_float, non_negative_int, output_folder, positive_int,
                        probability, run_job)
-from nets import accepted_args  # noqa: E402
 from utils.config import CRF_SEARCH_KEYS  # noqa: E402
 from utils.crf import CrfPool  # noqa: E402
 from utils.data.pixels import MAX_IMAGE_PIXELS, PIXELS_FLAG  # noqa: E402
@@ -224,12 +223,10 @@ def image_bar(total):
 
 def report_settings(args, config, checkpoint, result):
     """[(name, value)] for report.html: what produced the scores."""
-    network = ', '.join('%s %s' % (name, getattr(config, name))
-                        for name in accepted_args(config.model))  # those this network takes
     crf = (', '.join('%s %g' % (k, v) for k, v in config.crf_params().items())
            if config.crf else 'off')
     data = result['data']
-    return [('network', '%s (%s)' % (config.model, network)), ('checkpoint', checkpoint),
+    return [('network', config.network_description()), ('checkpoint', checkpoint),
             ('input size', 'each image at its own size'),
             ('scales', ', '.join('%g' % s for s in args.scales)),
             ('flip', 'yes' if args.flip else 'no'), ('dense CRF', crf),

@@ -12,7 +12,7 @@ import typing
 
 import yaml
 
-from nets import MODELS, NETWORK_ARGS
+from nets import MODELS, NETWORK_ARGS, accepted_args
 from nets.fcn import HEAD_SCOPE
 from nets.mobilenet_v1 import settings_problem as mobilenet_settings_problem
 from utils import crf as crf_defaults
@@ -285,6 +285,12 @@ class Config:
     def network_args(self):
         """Keyword arguments of nets.build_network that define the network (not training)."""
         return {'model': self.model, **{name: getattr(self, name) for name in NETWORK_ARGS}}
+
+    def network_description(self):
+        """'fcn8s (fc_depth 1024, ...)': the model with the settings this network takes (a
+        MobileNet has no fc_depth), for logs and reports."""
+        return '%s (%s)' % (self.model, ', '.join('%s %s' % (name, getattr(self, name))
+                                                  for name in accepted_args(self.model)))
 
     def crf_params(self):
         """Keyword arguments of utils.crf.dense_crf: the CRF_KEYS and their values (one name

@@ -59,17 +59,20 @@ def overlay(image, label, palette, alpha=0.5):
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
+def legend_entries(palette, names, classes=None, void=True):
+    """[(name, (r, g, b))] of `classes` (all by default), then void's: what a legend lists."""
+    classes = range(len(names)) if classes is None else classes
+    entries = [(names[c], tuple(int(v) for v in palette[c])) for c in classes]
+    return entries + ([(VOID_NAME, void_color(palette))] if void else [])
+
+
 def legend_strip(width, palette, names, classes=None, void=True):
     """A strip of colour swatches and class names, wrapped to `width` pixels, to stack under a
     picture of class colours: uint8 RGB [rows x LEGEND_ROW, width, 3], white background.
     `classes`: the class ids to list (all by default: a 150-class legend would outgrow the
     picture, so pictures list the classes they show)."""
-    classes = range(len(names)) if classes is None else classes
-    entries = [(names[c], tuple(int(v) for v in palette[c])) for c in classes]
-    if void:
-        entries.append((VOID_NAME, void_color(palette)))
     rows, row, used = [], [], 0
-    for name, color in entries:
+    for name, color in legend_entries(palette, names, classes, void):
         text_width = cv2.getTextSize(name, LEGEND_FONT, LEGEND_SCALE, 1)[0][0]
         needed = LEGEND_SWATCH + 4 + text_width + 10
         if row and used + needed > width:

@@ -13,7 +13,7 @@ import numpy as np
 
 from utils.evaluation.scoring import data_warnings
 from utils.fileio import atomic_write_text
-from utils.visualization import SAMPLE_KINDS, VOID_NAME, void_color
+from utils.visualization import SAMPLE_KINDS, legend_entries
 
 REPORT_FILENAME = 'report.html'
 KIND_TITLES = {'img': 'image', 'annotation': 'annotation', 'prediction': 'prediction',
@@ -232,11 +232,9 @@ def gallery_section(title, samples, rows, pictures, legend, note=''):
 
 
 def legend_html(names, palette):
-    entries = list(zip(names, (tuple(int(v) for v in c) for c in palette)))
-    entries.append((VOID_NAME, void_color(palette)))
     return '<p class="legend">%s</p>' % ''.join(
         '<span><span class="swatch" style="background:rgb(%d,%d,%d)"></span>%s</span>'
-        % (color + (_e(name),)) for name, color in entries)
+        % (color + (_e(name),)) for name, color in legend_entries(palette, names))
 
 
 def gallery_notes(gallery, num_images):

@@ -35,10 +35,8 @@ from utils.training.optimization import session_rewrites
 def run_summary(config):
     """The first line of a training's log: what trains on what, for how long, in a line a
     reader takes in (the whole config is saved as OUTPUT_DIR/config.yaml)."""
-    settings = ', '.join('%s %s' % (name, getattr(config, name))
-                         for name in accepted_args(config.model))
-    return ('Training %s (%s) on %d classes%s: %d steps of batch %d, crops %dx%d, precision %s'
-            % (config.model, settings, config.num_classes,
+    return ('Training %s on %d classes%s: %d steps of batch %d, crops %dx%d, precision %s'
+            % (config.network_description(), config.num_classes,
                ' (%s)' % config.dataset_name if config.dataset_name else '', config.max_steps,
                config.batch_size, config.crop_size[0], config.crop_size[1], config.precision))
 
