@@ -27,11 +27,13 @@ from utils.cli import job_parser, positive_int, run_job, split_list  # noqa: E40
 from utils.config import resolve_config  # noqa: E402
 from utils.deploy.design import (best_candidate, choose_candidates,  # noqa: E402
                                  enumerate_candidates, load_scenario, nothing_fits_message,
-                                 pareto_front, plot_tradeoff, report_markdown,
-                                 score_exported)
+                                 label_baseline, not_learned_reason, pareto_front,
+                                 plot_tradeoff, report_markdown, score_exported)
 from utils.deploy.export import benchmark_latency, export_model, load_exported  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
 from utils.evaluation.binary import positive_class_of  # noqa: E402
+from utils.evaluation.metrics import percent  # noqa: E402
+from utils.evaluation.reports import class_names_of  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
 from utils.rundir import load_run  # noqa: E402
 from utils.runtime import cpu_class, setup_tensorflow  # noqa: E402
@@ -88,7 +90,7 @@ def chosen(args, scenario, candidates):
     return [by_name[n] for n in names]
 
 
-def measure(runs, candidate, scenario, seconds, retime=False):
+def measure(runs, candidate, scenario, class_names, seconds, retime=False):
     """Exports a trained candidate in the scenario's format at its input size, scores that
     model on the validation records at that size (mIoU, MaxF for two classes) and times it
     here; the row is kept in NAME.result.json so that a rerun reads it (and with `retime`
@@ -98,6 +100,9 @@ def measure(runs, candidate, scenario, seconds, retime=False):
     if os.path.exists(record):
         with open(record) as f:
             row = json.load(f)
+        if 'baseline_mean_iou' not in row:  # kept before the baseline was
+            row.update(label_baseline(runs.dataset_val, tuple(row['input_size']), class_names))
+            atomic_write_text(record, json.dumps(row, indent=2))
         if retime:
             model = load_exported(row['export_dir'], scenario.format)
             row['images_per_s'] = 1000.0 / benchmark_latency(model, *row['input_size'])
@@ -111,15 +116,16 @@ def measure(runs, candidate, scenario, seconds, retime=False):
     if not os.path.exists(export_dir):
         export_model(config, checkpoint, export_dir, (scenario.format,), size)
     model = load_exported(export_dir, scenario.format)
-    mean_iou, max_f = score_exported(model, runs.dataset_val, size, config.num_classes,
-                                     positive_class_of(config))
-    row = dict(candidate, mean_iou=mean_iou, max_f=max_f, steps=scenario.max_steps,
-               seconds=seconds, images_per_s=1000.0 / benchmark_latency(model, *size),
-               export_dir=export_dir)
+    row = dict(candidate, **score_exported(model, runs.dataset_val, size, class_names,
+                                           positive_class_of(config)),
+               steps=scenario.max_steps, seconds=seconds,
+               images_per_s=1000.0 / benchmark_latency(model, *size), export_dir=export_dir)
     atomic_write_text(record, json.dumps(row, indent=2))
-    print('%s: val mIoU %.4f%s, %.1f images/s (%s)' % (
-        name, mean_iou, ', MaxF %.4f' % max_f if max_f is not None else '',
-        row['images_per_s'], scenario.format))
+    why = not_learned_reason(row)
+    print('%s: val mIoU %s%s, %.1f images/s (%s)%s' % (
+        name, percent(row['mean_iou']),
+        ', MaxF %s' % percent(row['max_f']) if row['max_f'] is not None else '',
+        row['images_per_s'], scenario.format, '; did not learn: %s' % why if why else ''))
     return row
 
 
@@ -145,7 +151,8 @@ def main(argv=None):
         scenario = load_scenario(args.scenario)
         if args.max_steps:
             scenario = dataclasses.replace(scenario, max_steps=args.max_steps)
-        resolve_config(scenario.config, class_table=False)  # a bad config: one line, now
+        class_names = class_names_of(  # a bad config: one line, now
+            resolve_config(scenario.config, class_table=False))
         cache = os.path.join(args.work_dir, 'candidates.json') if args.work_dir else None
         if args.work_dir:
             os.makedirs(args.work_dir, exist_ok=True)
@@ -169,7 +176,7 @@ def main(argv=None):
         rows = []
         for candidate, (name, _, path) in zip(picks, variants):
             seconds = runs.train(name, path)
-            rows.append(measure(runs, candidate, scenario, seconds, args.retime))
+            rows.append(measure(runs, candidate, scenario, class_names, seconds, args.retime))
             runs.remove_checkpoints(name, keep_best=True)
         write_report(args.work_dir, rows, scenario)
         return 0

@@ -37,6 +37,7 @@ from utils.evaluation.crf_search import (collect_probabilities, crf_search,  # n
                                          with_crf_settings)
 from utils.evaluation.boundary import DEFAULT_TOLERANCE  # noqa: E402
 from utils.evaluation.calibration import write_reliability_png  # noqa: E402
+from utils.evaluation.metrics import percent  # noqa: E402
 from utils.evaluation.reports import (SUSPECTS_FILENAME, class_names_of,  # noqa: E402
                                       per_class_markdown, write_reports, write_suspects)
 from utils.evaluation.suspects import (DEFAULT_CONFIDENCE, DEFAULT_MIN_AREA,  # noqa: E402
@@ -121,10 +122,10 @@ def run_crf_search(args, config, checkpoint):
     atomic_write_text(path, json.dumps(result, indent=2))
     best = result['best']
     print(format_search_table(result))
-    print('CRF search on %d images: without CRF mIoU %.4f; best %s: mIoU %.4f (gain %+.4f). '
-          'Written to %s' % (len(samples), result['no_crf_mean_iou'], ', '.join(
-              '%s %g' % (key, best[key]) for key in CRF_SEARCH_KEYS), best['mean_iou'],
-              result['gain'], path))
+    print('CRF search on %d images: without CRF mIoU %s; best %s: mIoU %s (gain %+.1f points). '
+          'Written to %s' % (len(samples), percent(result['no_crf_mean_iou']), ', '.join(
+              '%s %g' % (key, best[key]) for key in CRF_SEARCH_KEYS), percent(best['mean_iou']),
+              100 * result['gain'], path))
 
 
 def run_evaluation(args, config, checkpoint, checkpoint_why):
@@ -191,10 +192,10 @@ def run_evaluation(args, config, checkpoint, checkpoint_why):
             result, names):
         print(line)
     print(score_line(result))
-    print('Boundary F %.1f%% (%g px at 360x480), calibration error (ECE) %.1f%%; %d region(s) '
+    print('Boundary F %s (%g px at 360x480), calibration error (ECE) %s; %d region(s) '
           'where the annotation looks wrong in %s'
-          % (100 * result['boundary']['mean_boundary_f'], args.boundary_tolerance,
-             100 * result['calibration']['ece'], len(suspects.rows),
+          % (percent(result['boundary']['mean_boundary_f']), args.boundary_tolerance,
+             percent(result['calibration']['ece']), len(suspects.rows),
              os.path.join(args.output_dir, SUSPECTS_FILENAME)))
     print('Written to %s (open %s)' % (args.output_dir, page))
 
@@ -202,9 +203,9 @@ def run_evaluation(args, config, checkpoint, checkpoint_why):
 def score_line(result):
     """The console's summary, in percent as report.html and per_class.md give them."""
     scores = '; '.join(
-        '%s: mIoU %.1f%%, pixel accuracy %.1f%%, mean accuracy %.1f%%, fwIoU %.1f%%' % (
-            setting, 100 * r['mean_iou'], 100 * r['pixel_accuracy'], 100 * r['mean_accuracy'],
-            100 * r['fw_iou'])
+        '%s: mIoU %s, pixel accuracy %s, mean accuracy %s, fwIoU %s' % (
+            setting, percent(r['mean_iou']), percent(r['pixel_accuracy']),
+            percent(r['mean_accuracy']), percent(r['fw_iou']))
         for setting, r in ([('with CRF', result['crf'])] if 'crf' in result else [])
         + [('without CRF', result)])
     return '%d images, %s' % (result['num_images'], scores)
@@ -253,11 +254,12 @@ def binary_lines(result, names):
     binary = result.get('binary')
     if not binary or binary['max_f'] is None:
         return []
-    return ['%s against the rest: MaxF %.4f, AP %.4f (at threshold %.3f: precision %.4f, '
-            'recall %.4f, FPR %.4f, FNR %.4f)' % (
-                names[binary['positive_class']], binary['max_f'], binary['average_precision'],
-                binary['threshold'], binary['precision'], binary['recall'], binary['fpr'] or 0,
-                binary['fnr'])]
+    return ['%s against the rest: MaxF %s, AP %s (at threshold %.3f: precision %s, recall %s, '
+            'FPR %s, FNR %s)' % (
+                names[binary['positive_class']], percent(binary['max_f']),
+                percent(binary['average_precision']), binary['threshold'],
+                percent(binary['precision']), percent(binary['recall']),
+                percent(binary['fpr'] or 0), percent(binary['fnr']))]
 
 
 def main(argv=None):

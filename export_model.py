@@ -26,6 +26,7 @@ from utils.deploy.export import (FORMATS, PARITY_TOLERANCE, REPORT_FILENAME,  # 
                                  size_on_disk)
 from utils.errors import ConfigError  # noqa: E402
 from utils.data.pixels import MAX_IMAGE_PIXELS  # noqa: E402
+from utils.evaluation.metrics import percent  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
 from utils.inference.image_files import expand_inputs, read_rgb  # noqa: E402
 from utils.inference.predictor import MIN_INPUT_SIDE, Predictor  # noqa: E402
@@ -93,8 +94,9 @@ def check_format(args, config, predictor, model_format):
     if model_format == 'tflite_int8' and args.validation_record:
         row['checkpoint_mean_iou'], row['mean_iou'] = compare_mean_iou(
             predictor, model, args.validation_record, size, config.num_classes)
-        print('tflite_int8 mIoU %.4f vs the checkpoint\'s %.4f on %s at %dx%d'
-              % (row['mean_iou'], row['checkpoint_mean_iou'], args.validation_record, *size))
+        print('tflite_int8 mIoU %s vs the checkpoint\'s %s on %s at %dx%d'
+              % (percent(row['mean_iou']), percent(row['checkpoint_mean_iou']),
+                 args.validation_record, *size))
     return row
 
 

@@ -26,6 +26,7 @@ from utils.cli import job_parser, run_job  # noqa: E402
 from utils.config import add_config_flags, overrides_from_args, resolve_config  # noqa: E402
 from utils.runtime import make_logger, setup_tensorflow  # noqa: E402
 from utils.training.lr_finder import LR_FIND_PLOT, check_range, find_learning_rate  # noqa: E402
+from utils.evaluation.metrics import percent  # noqa: E402
 from utils.training.monitoring import format_scores  # noqa: E402
 from utils.training.trainer import run_summary, train  # noqa: E402
 
@@ -70,9 +71,9 @@ def report(summary, log):
         return
     log('Finished at step %d; last checkpoint: %s' % (summary['step'], summary['checkpoint']))
     if summary['best']:
-        log('Best validation mIoU %.4f at step %d: %s' % (summary['best']['mean_iou'],
-                                                          summary['best']['step'],
-                                                          summary['best']['checkpoint']))
+        log('Best validation mIoU %s at step %d: %s' % (percent(summary['best']['mean_iou']),
+                                                        summary['best']['step'],
+                                                        summary['best']['checkpoint']))
     if summary['validation']:
         log('Validation JPEGs are in %s' % summary['eval_dir'])
         log('Validation %s' % format_scores(summary['validation']))

@@ -5,14 +5,17 @@
 Trains the tiny network of tests/test_reliability.py's memory test (FCN-32s, fc_depth 16,
 32x32 crops of batch 1, on generated demo records unless --dataset_train is given) in a
 process of its own, reads the RSS that training logs every --log_every steps
-(train/history.jsonl, `rss_mb`), and prints, per tenth of the run, the floor (the lowest
-sample: the allocator's swings lift single samples and fall back, a leak lifts the floor) and
-the slope of the floors over the second half in MB per 1000 steps. The memory test decides on
-the same floors; this is where its threshold comes from.
+(train/history.jsonl, `rss_mb`), and prints, per tenth of the run, the median, the lowest and
+the highest sample, and the slope of the medians over the second half in MB per 1000 steps.
+The allocator's swings move single samples both ways (up to 70 MB up, 45 MB down) and back; a
+leak lifts the median. The memory test decides on the same medians; this is where its
+threshold comes from. `--rss_json FILE` recomputes the figures from an earlier --json file
+instead of training.
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,12 +42,14 @@ def demo_records(folder):
     return path
 
 
-def floors(rss, parts=PARTS):
-    """[(first step, last step, lowest RSS)] of each of `parts` equal spans of the samples."""
+def levels(rss, parts=PARTS):
+    """[(first step, last step, median, lowest, highest RSS)] of each of `parts` equal spans of
+    the samples."""
     steps = sorted(rss)
     size = max(len(steps) // parts, 1)
     spans = [steps[i:i + size] for i in range(0, len(steps) - size + 1, size)]
-    return [(span[0], span[-1], min(rss[s] for s in span)) for span in spans]
+    return [(span[0], span[-1], statistics.median(rss[s] for s in span),
+             min(rss[s] for s in span), max(rss[s] for s in span)) for span in spans]
 
 
 def slope_per_1000(points):
@@ -56,15 +61,8 @@ def slope_per_1000(points):
     return 1000 * sum((x - mean_x) * (y - mean_y) for x, y in points) / var if var else 0.0
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--steps', type=int, default=3000)
-    p.add_argument('--log_every', type=int, default=20)
-    p.add_argument('--dataset_train', help='records to train on (default: generated demo ones)')
-    p.add_argument('--work_dir', default=os.path.join(ROOT, 'build', 'memory_growth'),
-                   help='where the run goes (replaced)')
-    p.add_argument('--json', help='write the figures here')
-    args = p.parse_args(argv)
+def train_and_read_rss(args):
+    """{step: RSS MB} of a training of args.steps steps in a process of its own."""
     os.makedirs(args.work_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.work_dir) as folder:
         records = args.dataset_train or demo_records(folder)
@@ -73,20 +71,38 @@ def main(argv=None):
             '--dataset_train', records, '--output_dir', out, '--max_steps', str(args.steps),
             '--log_every', str(args.log_every), '--save_every', str(10 * args.steps)],
             check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-        rss = {h['step']: h['rss_mb'] for h in read_jsonl(os.path.join(out, 'train',
-                                                                       'history.jsonl'))}
-    spans = floors(rss)
-    second_half = [((a + b) / 2, low) for a, b, low in spans[len(spans) // 2:]]
+        return {h['step']: h['rss_mb']
+                for h in read_jsonl(os.path.join(out, 'train', 'history.jsonl'))}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--steps', type=int, default=3000)
+    p.add_argument('--log_every', type=int, default=20)
+    p.add_argument('--dataset_train', help='records to train on (default: generated demo ones)')
+    p.add_argument('--work_dir', default=os.path.join(ROOT, 'build', 'memory_growth'),
+                   help='where the run goes (replaced)')
+    p.add_argument('--json', help='write the figures here')
+    p.add_argument('--rss_json', help='an earlier --json file: recompute its figures, no run')
+    args = p.parse_args(argv)
+    if args.rss_json:
+        with open(args.rss_json) as f:
+            rss = {int(step): mb for step, mb in json.load(f)['rss_mb'].items()}
+        steps = max(rss)
+    else:
+        rss, steps = train_and_read_rss(args), args.steps
+    spans = levels(rss)
+    second_half = [((a + b) / 2, median) for a, b, median, _, _ in spans[len(spans) // 2:]]
     slope = slope_per_1000(second_half)
-    for a, b, low in spans:
-        print('steps %5d-%5d: floor %.1f MB, highest %.1f MB' % (
-            a, b, low, max(v for s, v in rss.items() if a <= s <= b)))
-    print('Floors, second half: slope %+.2f MB per 1000 steps; first tenth %.1f, last %.1f MB'
+    for a, b, median, low, high in spans:
+        print('steps %5d-%5d: median %.1f MB, lowest %.1f, highest %.1f' % (a, b, median, low,
+                                                                              high))
+    print('Medians, second half: slope %+.2f MB per 1000 steps; first tenth %.1f, last %.1f MB'
           % (slope, spans[0][2], spans[-1][2]))
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump({'steps': args.steps, 'rss_mb': rss, 'floors': spans,
-                       'slope_mb_per_1000_steps': slope}, f, indent=1)
+            json.dump({'steps': steps, 'rss_mb': rss, 'levels': spans,
+                       'slope_of_medians_mb_per_1000_steps': slope}, f, indent=1)
     return 0
 
 

@@ -5,12 +5,14 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 import yaml
 
 from tests.conftest import ROOT, run_script
 from utils.deploy.design import (Scenario, best_candidate, choose_candidates,
-                                 enumerate_candidates, load_scenario, pareto_front)
+                                 enumerate_candidates, load_scenario, not_learned_reason,
+                                 pareto_front)
 from utils.errors import ConfigError
 
 GRID = {'input_sizes': [[64, 96]], 'depth_multipliers': [0.25, 0.5],
@@ -74,10 +76,50 @@ def test_pareto_front_and_best_candidate():
             {'name': 'b', 'gops_needed': 20, 'mean_iou': 0.6, 'images_per_s': 70},
             {'name': 'c', 'gops_needed': 30, 'mean_iou': 0.55, 'images_per_s': 50},
             {'name': 'd', 'gops_needed': 40, 'mean_iou': 0.7, 'images_per_s': 40}]
+    for row in rows:
+        row.update(baseline_mean_iou=0.1, baseline_class='road')
     assert pareto_front(rows) == ['a', 'b', 'd']
     scenario = Scenario('s', 'x.yaml', cameras=4, fps=15, budget_gops=35)
     assert best_candidate(rows, scenario)['name'] == 'b'  # d over budget, c slower
     assert best_candidate(rows, Scenario('s', 'x.yaml', 4, 30, 35)) is None
+
+
+def test_a_candidate_that_did_not_learn_is_never_called_best():
+    """Below twice the mIoU of predicting the most frequent class everywhere, a candidate
+    learned nothing worth judging: it is marked, said why, and never the best; when no usable
+    candidate learned, the verdict says so."""
+    from utils.deploy.design import not_learned_reason, report_markdown
+    rows = [{'name': 'small', 'mflops': 100, 'gops_needed': 10, 'mean_iou': 0.30,
+             'images_per_s': 90, 'export_dir': 'e1'},
+            {'name': 'large', 'mflops': 200, 'gops_needed': 20, 'mean_iou': 0.044,
+             'images_per_s': 70, 'export_dir': 'e2'}]
+    for row in rows:
+        row.update(baseline_mean_iou=0.12, baseline_class='road')
+    assert not_learned_reason(rows[0]) is None
+    assert not_learned_reason(rows[1]) == ('val mIoU 4.4%, less than 2 times the 12.0% of '
+                                           'predicting road everywhere')
+    scenario = Scenario('s', 'x.yaml', cameras=4, fps=15, budget_gops=35, max_steps=100)
+    best = best_candidate(rows, scenario)
+    assert best['name'] == 'small'
+    text = report_markdown(rows, scenario, best, ['small', 'large'], 'this machine')
+    assert '| 4.4 (did not learn) |' in text and '| 30.0 |' in text
+    assert '- large did not learn in 100 steps: val mIoU 4.4%' in text
+    assert '**small** (val mIoU 30.0' in text
+    rows[0]['mean_iou'] = 0.2  # below 2 x 12.0: neither learned
+    assert best_candidate(rows, scenario) is None
+    text = report_markdown(rows, scenario, None, [], 'this machine')
+    assert ('Best candidate meeting the budget and the frame rate: none: the 2 candidate(s) '
+            'meeting them did not learn (above)') in text
+    assert '**' not in text
+
+
+def test_the_baseline_is_the_majority_class_everywhere():
+    from utils.evaluation.metrics import majority_baseline, scores
+    hist = np.array([[0, 0, 0], [0, 60, 0], [0, 0, 40]])  # class 0 absent from the labels
+    assert majority_baseline(hist) == (1, pytest.approx(0.6 / 2))  # IoU 0.6 and 0, mean 0.3
+    everywhere = np.array([[0, 0, 0], [0, 60, 0], [0, 40, 0]])
+    assert majority_baseline(hist)[1] == pytest.approx(scores(everywhere)['mean_iou'])
+    assert majority_baseline(np.zeros((3, 3))) == (None, 0.0)
 
 
 def test_a_scenario_file_with_unknown_keys_is_refused(tmp_path):
@@ -118,8 +160,15 @@ def test_the_loop_trains_within_budget_reports_and_resumes(tmp_path, demo_record
     assert 'Best candidate meeting the budget and the frame rate:' in text
     for row in report['rows']:
         assert os.path.isdir(row['export_dir']) and 0 <= row['mean_iou'] <= 1
+        assert ('%s did not learn' % row['name'] in text) == bool(not_learned_reason(row))
+    assert (report['best'] is None) == all(not_learned_reason(r) for r in report['rows'])
+    kept = os.path.join(work, trained[0] + '.result.json')  # as kept before the baseline was
+    row = json.load(open(kept))
+    baseline = {k: row.pop(k) for k in ('baseline_mean_iou', 'baseline_class')}
+    json.dump(row, open(kept, 'w'))
     again_code, again = run_script('design_for_budget.py', *args)
     assert again_code == 0, again
+    assert {k: json.load(open(kept))[k] for k in baseline} == baseline
     assert again.count('already trained to step 2, read') == 2
     assert 'training to step' not in again
     code, retimed = run_script('design_for_budget.py', *args, '--retime')
@@ -149,7 +198,6 @@ def test_variant_runs_hold_paths_given_from_any_folder(tmp_path, monkeypatch):
 def test_exported_models_are_scored_at_their_input_size_with_maxf(demo_records):
     """score_exported: mIoU from the model's classes and MaxF from its probabilities of the
     positive class, on the records resized to the model's input size."""
-    import numpy as np
     from utils.deploy.design import score_exported
     from utils.deploy.tflite_model import record_pairs
 
@@ -158,7 +206,12 @@ def test_exported_models_are_scored_at_their_input_size_with_maxf(demo_records):
         probabilities = np.eye(4, dtype=np.float32)[np.minimum(label, 3)][None]
         return [label[None].astype(np.int32), probabilities]
 
+    from utils.deploy.design import label_baseline
     truth = {image.tobytes(): label for image, label in record_pairs(demo_records[1], (32, 48))}
-    mean_iou, max_f = score_exported(perfect, demo_records[1], (32, 48), 4, positive_class=2)
-    assert mean_iou == pytest.approx(1.0) and max_f == pytest.approx(1.0)
-    assert score_exported(perfect, demo_records[1], (32, 48), 4)[1] is None
+    names = ['sky', 'building', 'road', 'car']
+    scored = score_exported(perfect, demo_records[1], (32, 48), names, positive_class=2)
+    assert scored['mean_iou'] == pytest.approx(1.0) and scored['max_f'] == pytest.approx(1.0)
+    assert score_exported(perfect, demo_records[1], (32, 48), names)['max_f'] is None
+    assert 0 < scored['baseline_mean_iou'] < 0.5 and scored['baseline_class'] in names
+    assert label_baseline(demo_records[1], (32, 48), names) == {
+        k: scored[k] for k in ('baseline_mean_iou', 'baseline_class')}

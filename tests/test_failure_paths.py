@@ -320,7 +320,7 @@ def test_jobs_read_the_best_checkpoint_unless_told_otherwise(tmp_path, demo_reco
     with open(run_dir.best_path, 'w') as f:
         json.dump(best, f)
     assert load_run(out, log=messages.append)[1] == best['checkpoint']
-    assert 'Using the best checkpoint (validation mIoU 0.5000 at step 1' in messages[-1]
+    assert 'Using the best checkpoint (validation mIoU 50.0% at step 1' in messages[-1]
     assert load_run(out, latest=True, log=messages.append)[1].endswith('-3')
 
 

@@ -38,6 +38,7 @@ import tensorflow.compat.v1 as tf
 from nets import SHAPE_ARGS
 from utils.config import load_yaml, resolve_config
 from utils.errors import CheckpointError, ConfigError
+from utils.evaluation.metrics import percent
 from utils.fileio import output_error
 
 CONFIG_FILENAME = 'config.yaml'
@@ -255,8 +256,8 @@ def load_run(run_dir, checkpoint=None, latest=False, log=print):
         return config, checkpoint
     best = None if latest else run.read_best()
     if best and os.path.exists(best['checkpoint'] + '.index'):
-        log('Using the best checkpoint (validation mIoU %.4f at step %d; --latest for the '
-            'newest): %s' % (best['mean_iou'], best['step'], best['checkpoint']))
+        log('Using the best checkpoint (validation mIoU %s at step %d; --latest for the '
+            'newest): %s' % (percent(best['mean_iou']), best['step'], best['checkpoint']))
         return config, best['checkpoint']
     newest = run.latest_checkpoint()
     if newest is None:

@@ -29,9 +29,16 @@ from utils.deploy.export import FORMATS
 from utils.deploy.operations import budget, count_ops
 from utils.deploy.tflite_model import record_pairs
 from utils.errors import ConfigError
+from utils.evaluation.metrics import confusion_matrix, majority_baseline, percent
 from utils.evaluation.scoring import Scorer
 from utils.fileio import atomic_path, atomic_write_text
 
+
+# A candidate learned when its val mIoU is at least this many times the mIoU of predicting the
+# most frequent class everywhere (`baseline`): below it, it learned little beyond the class
+# frequencies (demo val: predicting road everywhere scores 12.1; the demo MobileNet after 150
+# steps scores 66).
+LEARNED_FACTOR = 2.0
 
 # The exported formats a scenario can time (utils.deploy.export.FORMATS but the calibrated one).
 SCENARIO_FORMATS = tuple(f for f in FORMATS if f != 'tflite_int8')
@@ -137,18 +144,47 @@ def enumerate_candidates(scenario, cache_path=None, log=print, progress=None):
     return sorted(candidates, key=lambda c: (c['mflops'], c['name']))
 
 
-def score_exported(model, record_spec, size, num_classes, positive_class=None):
-    """(mIoU, MaxF or None) of an exported model (utils.deploy.export.load_exported) on the
-    images of `record_spec` resized to its input `size` (height, width), as it would run
-    deployed; MaxF of `positive_class`'s probability when given."""
-    scorer = Scorer(num_classes, crf=False, positive_class=positive_class)
+def score_exported(model, record_spec, size, class_names, positive_class=None):
+    """{mean_iou, max_f (None but for two-class scores), baseline fields (`baseline`)} of an
+    exported model (utils.deploy.export.load_exported) on the images of `record_spec` resized
+    to its input `size` (height, width), as it would run deployed; MaxF of `positive_class`'s
+    probability when given."""
+    scorer = Scorer(len(class_names), crf=False, positive_class=positive_class)
     for image, label in record_pairs(record_spec, size):
         classes, probabilities = model(image[None])
         if positive_class is not None:
             scorer.binary.add(label, probabilities[0][..., positive_class])
         scorer.add(label, classes[0])
     result = scorer.result()
-    return result['mean_iou'], (result.get('binary') or {}).get('max_f')
+    return dict(mean_iou=result['mean_iou'], max_f=(result.get('binary') or {}).get('max_f'),
+                **baseline(scorer.hist, class_names))
+
+
+def label_baseline(record_spec, size, class_names):
+    """The baseline fields (`baseline`) of the labels of `record_spec` at `size`, without a
+    model (for rows scored before they were kept)."""
+    hist = np.zeros((len(class_names),) * 2, np.int64)
+    for _, label in record_pairs(record_spec, size):
+        hist += confusion_matrix(label, label, len(class_names))
+    return baseline(hist, class_names)
+
+
+def baseline(hist, class_names):
+    """{baseline_mean_iou, baseline_class}: the mIoU of predicting the most frequent class of
+    the ground truth everywhere, and that class's name."""
+    majority, mean_iou = majority_baseline(hist)
+    return {'baseline_mean_iou': mean_iou,
+            'baseline_class': None if majority is None else class_names[majority]}
+
+
+def not_learned_reason(row):
+    """Why a scored row shows that its candidate did not learn, or None: its mIoU is below
+    LEARNED_FACTOR times the baseline's (a network that learned only the class frequencies)."""
+    if row['mean_iou'] >= LEARNED_FACTOR * row['baseline_mean_iou'] and row['mean_iou'] > 0:
+        return None
+    return ('val mIoU %s, less than %g times the %s of predicting %s everywhere'
+            % (percent(row['mean_iou']), LEARNED_FACTOR, percent(row['baseline_mean_iou']),
+               row['baseline_class']))
 
 
 def nothing_fits_message(scenario, candidates):
@@ -185,11 +221,16 @@ def pareto_front(rows, cost='gops_needed', quality='mean_iou'):
     return front
 
 
+def usable_rows(rows, scenario):
+    """The rows within the budget and at or above the frame rate."""
+    return [r for r in rows if r['gops_needed'] <= scenario.budget_gops
+            and r['images_per_s'] >= scenario.images_per_second]
+
+
 def best_candidate(rows, scenario):
-    """The most accurate row within the budget and at or above the frame rate, or None."""
-    usable = [r for r in rows if r['gops_needed'] <= scenario.budget_gops
-              and r['images_per_s'] >= scenario.images_per_second]
-    return max(usable, key=lambda r: r['mean_iou'], default=None)
+    """The most accurate usable row that learned (`not_learned_reason`), or None."""
+    return max((r for r in usable_rows(rows, scenario) if not not_learned_reason(r)),
+               key=lambda r: r['mean_iou'], default=None)
 
 
 def report_markdown(rows, scenario, best, front, machine):
@@ -207,19 +248,38 @@ def report_markdown(rows, scenario, best, front, machine):
                 scenario.format, machine), '', head,
              '|---' * (head.count('|') - 1) + '|']
     for r in sorted(rows, key=lambda r: r['gops_needed']):
-        lines.append('| %s | %.0f | %.1f | %.1f |%s %.1f | %s | %s | %s |' % (
+        lines.append('| %s | %.0f | %.1f | %.1f%s |%s %.1f | %s | %s | %s |' % (
             r['name'], r['mflops'], r['gops_needed'], 100 * r['mean_iou'],
+            ' (did not learn)' if not_learned_reason(r) else '',
             (' %.1f |' % (100 * r['max_f']) if r.get('max_f') is not None else ' - |')
             if binary else '', r['images_per_s'],
             'yes' if r['gops_needed'] <= scenario.budget_gops else 'no',
             'yes' if r['images_per_s'] >= scenario.images_per_second else 'no',
             'yes' if r['name'] in front else ''))
     lines.append('')
+    unlearned = [(r['name'], not_learned_reason(r)) for r in rows if not_learned_reason(r)]
+    for name, why in unlearned:
+        lines.append('- %s did not learn in %d steps: %s. Train longer (--max_steps) or check '
+                     'the learning rate before judging its design.' % (name, scenario.max_steps,
+                                                                       why))
+    if unlearned:
+        lines.append('')
     lines.append('Best candidate meeting the budget and the frame rate: %s' % (
         '**%s** (val mIoU %.1f, %.1f GOPS, %.1f images/s): %s' % (
             best['name'], 100 * best['mean_iou'], best['gops_needed'], best['images_per_s'],
-            best['export_dir']) if best else 'none'))
+            best['export_dir']) if best else none_usable(rows, scenario)))
     return '\n'.join(lines) + '\n'
+
+
+def none_usable(rows, scenario):
+    """The verdict's words when no candidate is best: none meets the budget and frame rate, or
+    those that do did not learn."""
+    usable = usable_rows(rows, scenario)
+    if usable:
+        return ('none: the %d candidate(s) meeting them did not learn (above); no design is '
+                'named from scores that show no learning' % len(usable))
+    return 'none'
+
 
 
 def _duration(seconds):
@@ -238,10 +298,12 @@ def plot_tradeoff(path, rows, scenario, front):
             (ops_axis, 'gops_needed', scenario.budget_gops, 'budget %g GOPS'),
             (speed_axis, 'images_per_s', scenario.images_per_second, 'needed %g images/s')):
         for r in rows:
-            axis.scatter(r[key], 100 * r['mean_iou'], s=36,
-                         color='tab:red' if r['name'] in front else 'tab:blue', zorder=3)
-            axis.annotate(r['name'], (r[key], 100 * r['mean_iou']), fontsize=7,
-                          xytext=(4, 3), textcoords='offset points')
+            unlearned = not_learned_reason(r)
+            axis.scatter(r[key], 100 * r['mean_iou'], s=36, zorder=3, color='tab:gray'
+                         if unlearned else 'tab:red' if r['name'] in front else 'tab:blue')
+            axis.annotate(r['name'] + (' (did not learn)' if unlearned else ''),
+                          (r[key], 100 * r['mean_iou']), fontsize=7, xytext=(4, 3),
+                          textcoords='offset points')
         axis.axvline(line, color='tab:gray', ls='--', label=label % line)
         axis.set_ylabel('validation mIoU (%)')
         axis.grid(alpha=0.3)

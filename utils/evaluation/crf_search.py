@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from utils.data.pipeline import check_dataset
-from utils.evaluation.metrics import confusion_matrix, scores
+from utils.evaluation.metrics import confusion_matrix, points, scores
 from utils.evaluation.scoring import build_eval_graph, iterate_eval
 from utils.inference.predictor import restore_model
 from utils.config import CRF_SEARCH_KEYS
@@ -64,14 +64,14 @@ def crf_search(samples, num_classes, base_params, grid, crf_pool=None):
 
 def format_search_table(result):
     """Markdown table of a crf_search result, best first, with the gain over no CRF."""
-    lines = ['| %s | mIoU | gain |' % ' | '.join(CRF_SEARCH_KEYS),
+    lines = ['| %s | mIoU %% | gain (points) |' % ' | '.join(CRF_SEARCH_KEYS),
              '|---' * (len(CRF_SEARCH_KEYS) + 2) + '|']
     for r in sorted(result['results'], key=lambda r: -r['mean_iou']):
-        lines.append('| %s | %.4f | %+.4f |' % (
-            ' | '.join('%g' % r[key] for key in CRF_SEARCH_KEYS), r['mean_iou'],
-            r['mean_iou'] - result['no_crf_mean_iou']))
-    lines.append('| no CRF |%s %.4f | |' % (' |' * (len(CRF_SEARCH_KEYS) - 1),
-                                           result['no_crf_mean_iou']))
+        lines.append('| %s | %s | %+.1f |' % (
+            ' | '.join('%g' % r[key] for key in CRF_SEARCH_KEYS), points(r['mean_iou']),
+            100 * (r['mean_iou'] - result['no_crf_mean_iou'])))
+    lines.append('| no CRF |%s %s | |' % (' |' * (len(CRF_SEARCH_KEYS) - 1),
+                                         points(result['no_crf_mean_iou'])))
     return '\n'.join(lines)
 
 

@@ -5,6 +5,18 @@ hist[gt, pred] counts pixels; ground truth outside [0, n) (void) is excluded.
 import numpy as np
 
 
+def points(fraction):
+    """'61.2' for 0.612: a score in percentage points, as every page, table and console line
+    gives scores; '-' for none or NaN."""
+    return '-' if fraction is None or fraction != fraction else '%.1f' % (100 * fraction)
+
+
+def percent(fraction):
+    """'61.2%' for 0.612 ('-' for none or NaN)."""
+    text = points(fraction)
+    return text if text == '-' else text + '%'
+
+
 def confusion_matrix(labels, predictions, num_classes):
     """int64 [num_classes, num_classes], rows = ground truth, columns = prediction."""
     labels = np.asarray(labels).ravel().astype(np.int64)
@@ -41,3 +53,17 @@ def scores(hist):
 def _nanmean(values):
     values = values[~np.isnan(values)]
     return float(values.mean()) if values.size else float('nan')
+
+
+def majority_baseline(hist):
+    """(class, mIoU) of predicting the ground truth's most frequent class everywhere, scored
+    like a model (`scores`): the mIoU a network that learned nothing but the class frequencies
+    gets. (None, 0.0) when no pixel is labelled."""
+    hist = np.asarray(hist)
+    gt_count = hist.sum(axis=1)
+    if not gt_count.sum():
+        return None, 0.0
+    majority = int(np.argmax(gt_count))
+    everywhere = np.zeros_like(hist)
+    everywhere[:, majority] = gt_count
+    return majority, float(scores(everywhere)['mean_iou'])

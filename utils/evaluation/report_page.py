@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from utils.evaluation.metrics import points
 from utils.evaluation.scoring import data_warnings
 from utils.fileio import atomic_write_text
 from utils.visualization import SAMPLE_KINDS, legend_entries
@@ -53,10 +54,6 @@ img.plot { max-width: 100%; }
 """
 
 
-def _pct(value):
-    return '-' if value is None or value != value else '%.1f' % (100 * value)
-
-
 def _e(text):
     return html.escape(str(text))
 
@@ -75,23 +72,23 @@ def headline_section(result):
     main = result.get('crf', result)
     cards = []
     for key, title in items:
-        other = ('<div class="c">without CRF %s</div>' % _pct(result[key])
+        other = ('<div class="c">without CRF %s</div>' % points(result[key])
                  if 'crf' in result else '')
         cards.append('<div class="card"><div class="v">%s</div><div class="k">%s</div>%s</div>'
-                     % (_pct(main[key]), title, other))
+                     % (points(main[key]), title, other))
     if 'boundary' in result:
         boundary = main.get('boundary', result['boundary'])
         other = ('<div class="c">without CRF %s</div>'
-                 % _pct(result['boundary']['mean_boundary_f'])
+                 % points(result['boundary']['mean_boundary_f'])
                  if 'boundary' in result.get('crf', {}) else '')
         cards.append('<div class="card"><div class="v">%s</div><div class="k">boundary F '
                      '(%g px at 360x480)</div>%s</div>'
-                     % (_pct(boundary['mean_boundary_f']),
+                     % (points(boundary['mean_boundary_f']),
                         result['boundary']['boundary_tolerance'], other))
     if 'calibration' in result:
         cards.append('<div class="card"><div class="v">%s</div><div class="k">calibration '
                      'error (ECE, network probabilities)</div></div>'
-                     % _pct(result['calibration']['ece']))
+                     % points(result['calibration']['ece']))
     return ('<h2>Scores %s, %% (%d images)</h2><div class="cards">%s</div>'
             % (crf_setting(result), result['num_images'], ''.join(cards)))
 
@@ -108,7 +105,7 @@ def binary_section(binary, names):
     items = [('max_f', 'MaxF'), ('average_precision', 'AP'), ('precision', 'precision'),
              ('recall', 'recall'), ('fpr', 'FPR'), ('fnr', 'FNR')]
     cards = ''.join('<div class="card"><div class="v">%s</div><div class="k">%s</div></div>'
-                    % (_pct(binary[key]), title) for key, title in items)
+                    % (points(binary[key]), title) for key, title in items)
     return ('<h2>Two-class scores: %s against the rest</h2><p class="sub">In image space, as '
             'KittiSeg reports them; precision, recall, FPR and FNR at the MaxF threshold %.3f '
             'of the probability.</p><div class="cards">%s</div>'
@@ -125,13 +122,13 @@ def classes_section(result, names, palette):
         iou = result['per_class_iou'][i]
         bars = '<div class="bar"><span style="width:%.1f%%"></span></div>' % (100 * (iou or 0))
         cells = ['<span class="swatch" style="background:rgb(%d,%d,%d)"></span>%s'
-                 % (tuple(palette[i]) + (_e(name),)), bars, _pct(iou)]
+                 % (tuple(palette[i]) + (_e(name),)), bars, points(iou)]
         if has_crf:
             crf_iou = result['crf']['per_class_iou'][i]
             cells += ['<div class="bar"><span class="crf" style="width:%.1f%%"></span></div>'
-                      % (100 * (crf_iou or 0)), _pct(crf_iou)]
+                      % (100 * (crf_iou or 0)), points(crf_iou)]
         if 'boundary' in result:
-            cells.append(_pct(result['boundary']['per_class_boundary_f'][i]))
+            cells.append(points(result['boundary']['per_class_boundary_f'][i]))
         cells.append('%.1f%%' % (100 * share[i]))
         rows.append('<tr>%s</tr>' % ''.join('<td>%s</td>' % c for c in cells))
     head = (['class', 'IoU without CRF' if has_crf else 'IoU', '%']
@@ -168,7 +165,7 @@ def calibration_section(calibration, plot):
             '%s%% over %d labelled pixels (15 confidence bins; 0 when the top class probability '
             'is the chance of being right). Bars below the diagonal: over-confident.</p>'
             '<img class="plot" src="%s" alt="reliability diagram">'
-            % (_pct(calibration['ece']), calibration['num_pixels'], _e(plot)))
+            % (points(calibration['ece']), calibration['num_pixels'], _e(plot)))
 
 
 def suspects_section(suspects, names, palette):
@@ -183,7 +180,7 @@ def suspects_section(suspects, names, palette):
              'share of the model\'s own region of that class they cover, so that a whole object '
              'annotated as something else comes before the fringe of a large region. Either '
              'the annotation or the model is wrong there. %d found; all are in %s.</p>'
-             % (setting['min_area'], _pct(setting['confidence']), total, suspects['csv']))
+             % (setting['min_area'], points(setting['confidence']), total, suspects['csv']))
     if not shown:
         return '<section id="suspects">%s</section>' % intro
     parts = ['<section id="suspects">', intro, legend_html(names, palette)]
@@ -197,7 +194,7 @@ def suspects_section(suspects, names, palette):
                      '<div class="pics crops">%s</div></div>'
                      % (row['rank'], _e(os.path.basename(row['image'])), row['record'],
                         _e(row['annotated_class']), _e(row['predicted_class']), row['area'],
-                        _pct(row['confidence']), row['x'], row['y'], row['width'],
+                        points(row['confidence']), row['x'], row['y'], row['width'],
                         row['height'], figures))
     return ''.join(parts + ['</section>'])
 
@@ -220,13 +217,13 @@ def gallery_section(title, samples, rows, pictures, legend, note=''):
                                   legend)]
     for record in samples:
         row = by_record[record]
-        crf = ', with CRF %s' % _pct(row['crf_mean_iou']) if 'crf_mean_iou' in row else ''
+        crf = ', with CRF %s' % points(row['crf_mean_iou']) if 'crf_mean_iou' in row else ''
         figures = ''.join('<figure><img src="%s" alt="%s"><figcaption>%s</figcaption></figure>'
                           % (_e(pictures[record][kind]), KIND_TITLES[kind], KIND_TITLES[kind])
                           for kind in SAMPLE_KINDS if kind in pictures[record])
         parts.append('<div class="sample"><div class="t">%s (record %d): mIoU %s%s</div>'
                      '<div class="pics">%s</div></div>'
-                     % (_e(os.path.basename(row['filename'])), record, _pct(row['mean_iou']),
+                     % (_e(os.path.basename(row['filename'])), record, points(row['mean_iou']),
                         crf, figures))
     return ''.join(parts)
 

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from utils.evaluation.metrics import points
 from utils.evaluation.suspects import CSV_FIELDS as SUSPECT_FIELDS
 from utils.visualization import matplotlib_text, write_jpeg
 from utils.fileio import atomic_path, atomic_write_text
@@ -67,10 +68,6 @@ def write_confusion_csv(path, hist, names):
     atomic_write_text(path, out.getvalue())
 
 
-def _percent(value):
-    return '-' if value is None or value != value else '%.1f' % (100 * value)
-
-
 def per_class_markdown(result, names):
     """A Markdown table of per-class IoU (and after CRF, when scored)."""
     has_crf = 'crf' in result
@@ -79,17 +76,17 @@ def per_class_markdown(result, names):
         ['boundary F'] if boundary else [])
     lines = ['| %s |' % ' | '.join(head), '|%s' % ('---|' * len(head))]
     for i, name in enumerate(names):
-        cells = [name, _percent(result['per_class_iou'][i])]
+        cells = [name, points(result['per_class_iou'][i])]
         if has_crf:
-            cells.append(_percent(result['crf']['per_class_iou'][i]))
+            cells.append(points(result['crf']['per_class_iou'][i]))
         if boundary:
-            cells.append(_percent(boundary['per_class_boundary_f'][i]))
+            cells.append(points(boundary['per_class_boundary_f'][i]))
         lines.append('| %s |' % ' | '.join(cells))
-    cells = ['**mean**', _percent(result['mean_iou'])]
+    cells = ['**mean**', points(result['mean_iou'])]
     if has_crf:
-        cells.append(_percent(result['crf']['mean_iou']))
+        cells.append(points(result['crf']['mean_iou']))
     if boundary:
-        cells.append(_percent(boundary['mean_boundary_f']))
+        cells.append(points(boundary['mean_boundary_f']))
     lines.append('| %s |' % ' | '.join(cells))
     return '\n'.join(lines) + '\n'
 

@@ -11,6 +11,7 @@ import tensorflow.compat.v1 as tf
 from utils.data.records import data_error_from
 from utils.errors import TrainingError, error_reason
 from utils.rundir import CHECKPOINT_TEMPORARY_PATTERN
+from utils.evaluation.metrics import percent
 from utils.evaluation.reports import class_names_of
 from utils.evaluation.scoring import run_validation
 from utils.fileio import atomic_write_text, write_remedy
@@ -180,7 +181,8 @@ class TrainingLoop:
             self.best.update(mean_iou=result['mean_iou'], step=step, checkpoint=checkpoint)
             atomic_write_text(run.best_path, json.dumps(  # relative: the run can move
                 dict(self.best, checkpoint=run.relative(checkpoint)), indent=2))
-            self.log('New best validation mIoU %.4f: %s' % (self.best['mean_iou'], checkpoint))
+            self.log('New best validation mIoU %s: %s' % (percent(self.best['mean_iou']),
+                                                          checkpoint))
         plot_progress(run.plot_path, read_jsonl(run.history_path), read_jsonl(run.metrics_path))
         self.last_result, self.validated_step = result, step
         return result

@@ -9,15 +9,17 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from utils.errors import ConfigError
+from utils.evaluation.metrics import percent
 from utils.fileio import atomic_path, atomic_write_text
 
 
 def format_scores(result):
-    """'mIoU 0.1234, pixel accuracy 0.5678 | with CRF: ...' of utils.evaluation scores."""
-    text = 'mIoU %.4f, pixel accuracy %.4f' % (result['mean_iou'], result['pixel_accuracy'])
+    """'mIoU 12.3%, pixel accuracy 56.8% | with CRF: ...' of utils.evaluation scores."""
+    text = 'mIoU %s, pixel accuracy %s' % (percent(result['mean_iou']),
+                                           percent(result['pixel_accuracy']))
     if 'crf' in result:
-        text += ' | with CRF: mIoU %.4f, pixel accuracy %.4f' % (result['crf']['mean_iou'],
-                                                                 result['crf']['pixel_accuracy'])
+        text += ' | with CRF: mIoU %s, pixel accuracy %s' % (
+            percent(result['crf']['mean_iou']), percent(result['crf']['pixel_accuracy']))
     return text
 
 
