@@ -2,9 +2,12 @@
 
     python make_demo_data.py --output_dir build/demo/data
 """
-from utils.cli import job_parser
+from utils.startup import import_tensorflow_quietly
 
-from utils.data.demo import write_demo_dataset
+import_tensorflow_quietly()  # the demo's labels are written with the records' constants
+
+from utils.cli import job_parser  # noqa: E402
+from utils.data.demo import write_demo_dataset  # noqa: E402
 
 
 def main(argv=None):

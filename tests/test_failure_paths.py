@@ -306,6 +306,44 @@ def test_cpu_logs_are_free_of_the_cuda_noise(tmp_path):
         assert 'cuInit' not in log and 'oneDNN custom operations' not in log
 
 
+SCRIPTS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, '*.py')))
+
+
+def test_every_script_imports_tensorflow_quietly_first():
+    """Every script's first import of the suite is utils.startup's quiet import, called before
+    any module that imports TensorFlow, so that none prints its start-up noise (the runtime
+    check: test_cpu_logs_are_free_of_the_cuda_noise) and none ends in `No module named ...`
+    when the virtualenv is not active."""
+    import ast
+    assert 'train.py' in SCRIPTS and 'make_demo_data.py' in SCRIPTS
+    for script in SCRIPTS:
+        tree = ast.parse(open(os.path.join(ROOT, script)).read())
+        statements = [node for node in tree.body
+                      if isinstance(node, (ast.Import, ast.ImportFrom, ast.Expr))
+                      and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
+        ours = [i for i, node in enumerate(statements) if isinstance(node, ast.ImportFrom)
+                and node.module.split('.')[0] in ('utils', 'nets', 'tensorflow', 'tf_slim')]
+        first = statements[ours[0]]
+        assert first.module == 'utils.startup', (script, first.module)
+        call = statements[ours[0] + 1]
+        assert (isinstance(call, ast.Expr) and isinstance(call.value, ast.Call)
+                and call.value.func.id == 'import_tensorflow_quietly'), script
+
+
+def test_a_script_without_the_virtualenv_says_how_to_activate_it():
+    bare = '/usr/bin/python3'
+    if not os.path.exists(bare) or subprocess.run(
+            [bare, '-c', 'import tensorflow'], capture_output=True).returncode == 0:
+        pytest.skip('no Python without TensorFlow on this machine')
+    for script in ('train.py', 'make_demo_data.py'):
+        result = subprocess.run([bare, os.path.join(ROOT, script), '--help'],
+                                capture_output=True, text=True, cwd=ROOT)
+        lines = (result.stdout + result.stderr).strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1, lines
+        assert lines[0].startswith('error: tensorflow is not installed for %s; ' % bare)
+        assert 'source %s/bin/activate' % os.path.join(ROOT, '.venv') in lines[0]
+
+
 def test_jobs_read_the_best_checkpoint_unless_told_otherwise(tmp_path, demo_records):
     import json
     from utils.rundir import load_run

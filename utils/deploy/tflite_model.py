@@ -17,6 +17,7 @@ from utils.errors import DataError, error_reason
 from utils.fileio import atomic_write_bytes
 from utils.inference.predictor import restore_model
 from utils.runtime import available_cpus, session_config
+from utils.startup import captured_stderr
 
 TFLITE_FILENAME = 'model.tflite'
 TFLITE_INT8_FILENAME = 'model_int8.tflite'
@@ -69,7 +70,8 @@ def export_tflite(config, checkpoint, path, input_size, float16=False, calibrati
             elif float16:
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
                 converter.target_spec.supported_types = [tf.float16]
-            model = converter.convert()
+            with captured_stderr():  # its MLIR passes' chatter; shown if it fails
+                model = converter.convert()
     atomic_write_bytes(path, model)
     return path
 
