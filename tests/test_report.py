@@ -142,6 +142,10 @@ def test_sample_pictures_overlay_the_headlined_prediction_with_a_legend(tmp_path
     assert pictures['img'].shape == (64, 96, 3)
     rows = legend_strip(96, palette, ['background', 'paper', 'car']).shape[0]
     assert rows % LEGEND_ROW == 0 and rows >= 2 * LEGEND_ROW  # wrapped to the width
+    # Readable on a large picture: drawn larger, so a 2048-wide one gets a taller strip.
+    names = ['background', 'paper', 'car']
+    assert legend_strip(2048, palette, names).shape[0] == 3 * legend_strip(640, palette,
+                                                                         names).shape[0]
     # Each picture lists the classes it shows: one class, one row.
     for kind in ('annotation', 'prediction', 'prediction_crfed', 'overlay'):
         assert pictures[kind].shape == (64 + LEGEND_ROW, 96, 3), kind

@@ -66,31 +66,38 @@ def legend_entries(palette, names, classes=None, void=True):
     return entries + ([(VOID_NAME, void_color(palette))] if void else [])
 
 
+def legend_scale(width):
+    """How much larger than at 640 pixels wide the legend is drawn on a `width`-pixel picture
+    (1 up to 640, so that it stays readable on a 2048-wide one)."""
+    return max(1, int(round(width / 640.0)))
+
+
 def legend_strip(width, palette, names, classes=None, void=True):
     """A strip of colour swatches and class names, wrapped to `width` pixels, to stack under a
-    picture of class colours: uint8 RGB [rows x LEGEND_ROW, width, 3], white background.
-    `classes`: the class ids to list (all by default: a 150-class legend would outgrow the
-    picture, so pictures list the classes they show)."""
+    picture of class colours: uint8 RGB [rows x LEGEND_ROW x legend_scale(width), width, 3],
+    white background. `classes`: the class ids to list (all by default: a 150-class legend
+    would outgrow the picture, so pictures list the classes they show)."""
+    k = legend_scale(width)
+    row_height, swatch, font_scale = LEGEND_ROW * k, LEGEND_SWATCH * k, LEGEND_SCALE * k
     rows, row, used = [], [], 0
     for name, color in legend_entries(palette, names, classes, void):
-        text_width = cv2.getTextSize(name, LEGEND_FONT, LEGEND_SCALE, 1)[0][0]
-        needed = LEGEND_SWATCH + 4 + text_width + 10
+        text_width = cv2.getTextSize(name, LEGEND_FONT, font_scale, k)[0][0]
+        needed = swatch + (4 + 10) * k + text_width
         if row and used + needed > width:
             rows.append(row)
             row, used = [], 0
         row.append((name, color, used))
         used += needed
     rows.append(row)
-    strip = np.full((LEGEND_ROW * len(rows), width, 3), 255, np.uint8)
+    strip = np.full((row_height * len(rows), width, 3), 255, np.uint8)
     for r, entries_of_row in enumerate(rows):
-        top = r * LEGEND_ROW + (LEGEND_ROW - LEGEND_SWATCH) // 2
+        top = r * row_height + (row_height - swatch) // 2
         for name, color, x in entries_of_row:
-            cv2.rectangle(strip, (x + 2, top), (x + 2 + LEGEND_SWATCH, top + LEGEND_SWATCH),
-                          color, -1)
-            cv2.rectangle(strip, (x + 2, top), (x + 2 + LEGEND_SWATCH, top + LEGEND_SWATCH),
-                          (90, 90, 90), 1)
-            cv2.putText(strip, name, (x + LEGEND_SWATCH + 6, top + LEGEND_SWATCH - 1),
-                        LEGEND_FONT, LEGEND_SCALE, (0, 0, 0), 1, cv2.LINE_AA)
+            corners = (x + 2 * k, top), (x + 2 * k + swatch, top + swatch)
+            cv2.rectangle(strip, *corners, color, -1)
+            cv2.rectangle(strip, *corners, (90, 90, 90), k)
+            cv2.putText(strip, name, (x + swatch + 6 * k, top + swatch - k), LEGEND_FONT,
+                        font_scale, (0, 0, 0), k, cv2.LINE_AA)
     return strip
 
 
