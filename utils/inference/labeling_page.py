@@ -13,23 +13,15 @@ from utils.fileio import atomic_write_text
 from utils.inference.image_files import predict_capped, read_rgb
 from utils.inference.soft_outputs import normalised_entropy, scale_bar, uncertainty_colors
 from utils.inference.tiling import blended_rows
-from utils.visualization import colorize, make_palette, write_jpeg
+from utils.evaluation.report_page import STYLE
+from utils.evaluation.reports import class_names_of
+from utils.visualization import colorize, legend_entries, make_palette, write_jpeg
 
 CSV_FILENAME = 'to_label.csv'
 PAGE_FILENAME = 'to_label.html'
 CSV_FIELDS = ('rank', 'image', 'mean_uncertainty', 'duplicate_of', 'selected')
 THUMBNAIL_SIDE = 360
-STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; color: #222; margin: 24px auto; max-width: 1100px;
-       padding: 0 16px; }
-h1 { font-size: 22px; } .sub { color: #666; }
-.sample { margin: 10px 0 18px; } .sample .t { font-weight: 600; margin-bottom: 4px; }
-.pics { display: flex; gap: 6px; } figure { margin: 0; flex: 1; min-width: 0; }
-figure img { width: 100%; display: block; } figcaption { font-size: 11px; color: #666; }
-.swatch { display: inline-block; width: 14px; height: 14px; border: 1px solid #999;
-          vertical-align: middle; margin-right: 4px; } .legend span { margin-right: 12px; }
-img.scale { width: 360px; display: block; } td, th { padding: 2px 8px; text-align: left; }
-"""
+PAGE_STYLE = STYLE + 'img.scale { width: 360px; display: block; }\n'
 
 
 def _e(text):
@@ -97,10 +89,10 @@ def write_ranking(output_dir, rows, predictor, max_side=0, tiling=None, skipped=
 
 def ranking_page(rows, samples, config, palette, skipped):
     """The page's HTML."""
-    names = list(config.class_names) or ['class_%d' % i for i in range(config.num_classes)]
     legend = '<p class="legend">%s</p>' % ''.join(
         '<span><span class="swatch" style="background:rgb(%d,%d,%d)"></span>%s</span>'
-        % (tuple(palette[i]) + (_e(n),)) for i, n in enumerate(names))
+        % (tuple(color) + (_e(name),))
+        for name, color in legend_entries(palette, class_names_of(config), void=False))
     duplicates = [r for r in rows if r['duplicate_of']]
     parts = ['<h1>What to label next: %d of %d images</h1>' % (len(samples), len(rows)),
              '<p class="sub">Ranked by the mean normalised entropy of the model\'s '
@@ -126,4 +118,4 @@ def ranking_page(rows, samples, config, palette, skipped):
                      % ', '.join(_e(p) for p in skipped))
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>What to label '
             'next</title><style>%s</style></head><body>%s</body></html>\n'
-            % (STYLE, ''.join(parts)))
+            % (PAGE_STYLE, ''.join(parts)))
