@@ -64,7 +64,7 @@ gpu-check: dev-setup
 	    capture_output=True, text=True).stdout.strip(); \
 	seen = tf.config.list_physical_devices('GPU'); print('GPUs: nvidia-smi %s; TensorFlow %s' \
 	    % (listed or 'none', seen)); sys.exit(1 if listed and not seen else 0)"
-	$(PY) -m pytest tests/test_gpu.py -v -s -rs -p no:cacheprovider
+	$(PY) -m pytest tests/test_gpu.py -n 0 -v -s -rs -p no:cacheprovider
 
 clean:
 	rm -rf build

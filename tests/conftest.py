@@ -21,6 +21,23 @@ os.environ.setdefault('TF_FORCE_GPU_ALLOW_GROWTH', 'true')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+
+def pin_to_own_cores():
+    """Under pytest-xdist (`-n 2`, pytest.ini), each worker process keeps to its own share of
+    the CPUs before TensorFlow starts, so its thread pools (sized by the CPUs it may use) and
+    the jobs it starts (which inherit the share) do not fight the other worker's for the same
+    cores: oversubscribed oneDNN and Eigen pools spin and wait. A single process keeps all."""
+    worker = os.environ.get('PYTEST_XDIST_WORKER', '')
+    count = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else []
+    if worker.startswith('gw') and 1 < count <= len(cpus):
+        os.sched_setaffinity(0, cpus[int(worker[2:]) % count::count])
+
+
+pin_to_own_cores()
+from utils.startup import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
 import tensorflow.compat.v1 as tf  # noqa: E402
 
 from utils.data.conversion import convert_pairs, make_label_spec  # noqa: E402
