@@ -129,3 +129,20 @@ def test_output_dir_of_another_network_is_refused(demo_records, tmp_path):
                  class_names='')
     with pytest.raises(ConfigError, match='different network'):
         train(resolve_config(config_path, other), log=lambda *_: None)
+
+
+def test_a_slow_session_close_is_said(fresh_graph):
+    import time
+    from utils.training.trainer import closing_session
+
+    class SlowSession(tf.Session):
+        def close(self):
+            time.sleep(0.3)
+            super().close()
+    messages = []
+    with closing_session(SlowSession(), messages.append, seconds=0.1) as session:
+        assert tf.get_default_session() is session
+    assert messages == ['Closing the session (its threads are stopping)...']
+    with closing_session(tf.Session(), messages.append, seconds=5):
+        pass
+    assert len(messages) == 1  # a quick close says nothing

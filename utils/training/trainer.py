@@ -9,6 +9,7 @@ What goes where in the run directory: utils/rundir.py.
 
 import contextlib
 import dataclasses
+import threading
 import typing
 
 import tensorflow
@@ -30,6 +31,8 @@ from utils.training.initialization import (fresh_moving_averages, make_init_fn,
                                            moving_average_warning, suited_batch_norm_decay)
 from utils.training.loop import TrainingLoop
 from utils.training.optimization import session_rewrites
+
+SLOW_CLOSE_SECONDS = 3.0  # a session close that takes longer is said in the log
 
 
 def run_summary(config):
@@ -186,14 +189,33 @@ def train(config, log=print, should_stop=lambda: False):
         return run_session(config, run, graph, strategy, parts, log, should_stop)
 
 
+@contextlib.contextmanager
+def closing_session(session, log, seconds=SLOW_CLOSE_SECONDS):
+    """The session for the block, closed after it; a close that takes longer than `seconds`
+    is said in a line, so that the end of a run does not go silent (seen taking 14 and 57 s
+    inside TensorFlow at the end of 600-step demo runs, 0.1 s in others)."""
+    try:
+        with session.graph.as_default(), session.as_default():  # as `with tf.Session()` does
+            yield session
+    finally:
+        timer = threading.Timer(seconds, log, ('Closing the session (its threads are '
+                                               'stopping)...',))
+        timer.daemon = True
+        timer.start()
+        try:
+            session.close()
+        finally:
+            timer.cancel()
+
+
 def run_session(config, run, graph, strategy, parts, log, should_stop):
     """Opens the session (with several workers, through this worker's server), restores or
     initialises, runs the loop and the final save and validation; returns the summary."""
     target, proto = session_target(
         config, strategy, session_rewrites(session_config(config.devices), config.precision))
     validates_crf = parts.eval is not None and config.crf
-    with CrfPool(workers=None if validates_crf else 1) as crf_pool, tf.Session(
-            target, graph=graph, config=proto) as session:  # the pool's processes first
+    with CrfPool(workers=None if validates_crf else 1) as crf_pool, closing_session(
+            tf.Session(target, graph=graph, config=proto), log) as session:  # the pool first
         # 4. Restore the run's newest usable checkpoint, or initialise.
         resumed = restore_or_initialise(session, graph, parts, run, log)
         session.run(parts.ops.input_init)
