@@ -330,6 +330,19 @@ def test_every_script_imports_tensorflow_quietly_first():
                 and call.value.func.id == 'import_tensorflow_quietly'), script
 
 
+def test_library_chatter_is_kept_off_the_console_unless_the_block_fails(capfd):
+    from utils.startup import captured_stderr
+    with captured_stderr() as captured:
+        os.write(2, b'fully_quantize: 0, inference_type: 6\n')
+        assert 'fully_quantize' in captured()
+    assert capfd.readouterr().err == ''
+    with pytest.raises(RuntimeError):
+        with captured_stderr():
+            os.write(2, b'why it failed\n')
+            raise RuntimeError('conversion failed')
+    assert 'why it failed' in capfd.readouterr().err  # shown with the failure
+
+
 def test_a_script_without_the_virtualenv_says_how_to_activate_it():
     bare = '/usr/bin/python3'
     if not os.path.exists(bare) or subprocess.run(

@@ -120,7 +120,7 @@ def test_predict_keeps_odd_input_sizes(trained_run, tmp_path):
     assert code == 1 and 'config.yaml' in log and 'Traceback' not in log
 
 
-def test_export_parity_with_the_checkpoint(trained_run, demo_records, tmp_path):
+def test_export_parity_with_the_checkpoint(trained_run, demo_records, tmp_path, capfd):
     config, checkpoint = load_run(trained_run)
     images = [image for image, _ in records(demo_records[1])]
     images.append(np.random.RandomState(1).randint(0, 256, (45, 67, 3), np.uint8))
@@ -136,6 +136,9 @@ def test_export_parity_with_the_checkpoint(trained_run, demo_records, tmp_path):
                         '64,80', '--calibration_record', demo_records[0], '--validation_record',
                         demo_records[1])
     assert code == 0 and 'frozen_graph parity on 1 images: 0 pixels differ' in log, log
+    # The converter's and LiteRT's C++ lines (written to file descriptor 2) stay off the console.
+    console = capfd.readouterr().err
+    assert 'fully_quantize' not in console and 'XNNPACK' not in console, console[-2000:]
     assert 'onnx parity on 1 images: 0 pixels differ' in log
     assert 'tflite parity on 1 images:' in log and 'tflite latency at 64x80' in log
     report = json.load(open(str(tmp_path / 'e3' / 'export_report.json')))

@@ -81,8 +81,9 @@ class TfliteModel:
     one image at a time (the model's batch is 1)."""
 
     def __init__(self, path, outputs):
-        self.interpreter = Interpreter(model_path=path, num_threads=available_cpus())
-        self.interpreter.allocate_tensors()
+        with captured_stderr():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate"
+            self.interpreter = Interpreter(model_path=path, num_threads=available_cpus())
+            self.interpreter.allocate_tensors()
         details = self.interpreter.get_input_details()[0]
         self.input_index = details['index']
         self.input_shape = tuple(int(v) for v in details['shape'][1:3])  # (H, W)
