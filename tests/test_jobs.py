@@ -154,6 +154,7 @@ def test_export_parity_with_the_checkpoint(trained_run, demo_records, tmp_path, 
         else row['differing_fraction'] <= 0.001)), key=lambda row: row['images_per_second'])
     assert report['recommended']['format'] == fastest['format'] and report['machine']
     assert 'Deploy on this machine (%s): %s' % (report['machine'], fastest['format']) in log
+    assert 'saved_model parity on 1 images: 0 pixels differ' in log and 'ms per image' in log
     # The SavedModel and the frozen graph take any size, and give the checkpoint's classes.
     predictor = Predictor(config, checkpoint)
     for model in (ExportedModel(export_dir), FrozenModel(os.path.join(export_dir,
@@ -164,7 +165,6 @@ def test_export_parity_with_the_checkpoint(trained_run, demo_records, tmp_path, 
         np.testing.assert_allclose(probabilities.sum(-1), 1, atol=1e-5)
     code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir', export_dir)
     assert code == 1 and 'exists' in log
-    assert 'saved_model parity on 1 images: 0 pixels differ' in log and 'ms per image' in log
     code, log = run_job('export_model.py', '--run_dir', trained_run, '--export_dir',
                         str(tmp_path / 'e5'), '--formats', 'tflite')
     assert code == 1 and 'give --input_size' in log and not os.path.exists(tmp_path / 'e5')
