@@ -242,22 +242,3 @@ def page_in_browser(page, tmp_path, rows_selector):
     found = re.search(r'<pre id="out">(.*?)</pre>', dump.stdout, re.S)
     assert found and found.group(1), dump.stderr[-2000:]
     return json.loads(found.group(1).replace('&quot;', '"'))
-
-
-# The files that take longest, longest first (serial minutes on the 2-core AVX2 EPYC: about
-# 4.6, 2.4, 2.4, 2.4, 1.7, 1.7, 1.6, 1.5, ...): pytest-xdist hands out whole files in
-# collection order, so starting with the long ones keeps both workers busy to the end instead
-# of leaving one to finish a long file alone.
-SLOW_FILES_FIRST = ('test_reliability.py', 'test_distribution.py', 'test_jobs.py',
-                    'test_benchmark.py', 'test_training_features.py', 'test_zoo.py',
-                    'test_failure_paths.py', 'test_docs.py', 'test_alignment.py',
-                    'test_know_your_data.py', 'test_design.py', 'test_tiling.py',
-                    'test_run_tools.py', 'test_run_integrity.py', 'test_contracts.py')
-
-
-def pytest_collection_modifyitems(items):
-    def rank(item):
-        name = os.path.basename(str(item.fspath))
-        return SLOW_FILES_FIRST.index(name) if name in SLOW_FILES_FIRST else len(
-            SLOW_FILES_FIRST)
-    items.sort(key=rank)  # stable: a file's tests keep their order
