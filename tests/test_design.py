@@ -88,7 +88,7 @@ def test_a_candidate_that_did_not_learn_is_never_called_best():
     """Below twice the mIoU of predicting the most frequent class everywhere, a candidate
     learned nothing worth judging: it is marked, said why, and never the best; when no usable
     candidate learned, the verdict says so."""
-    from utils.deploy.design import not_learned_reason, report_markdown
+    from utils.deploy.design import report_markdown
     rows = [{'name': 'small', 'mflops': 100, 'gops_needed': 10, 'mean_iou': 0.30,
              'images_per_s': 90, 'export_dir': 'e1'},
             {'name': 'large', 'mflops': 200, 'gops_needed': 20, 'mean_iou': 0.044,

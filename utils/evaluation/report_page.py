@@ -228,10 +228,11 @@ def gallery_section(title, samples, rows, pictures, legend, note=''):
     return ''.join(parts)
 
 
-def legend_html(names, palette):
+def legend_html(names, palette, void=True):
+    """The legend of the classes (then void's, with `void`) as a paragraph of swatches."""
     return '<p class="legend">%s</p>' % ''.join(
         '<span><span class="swatch" style="background:rgb(%d,%d,%d)"></span>%s</span>'
-        % (color + (_e(name),)) for name, color in legend_entries(palette, names))
+        % (color + (_e(name),)) for name, color in legend_entries(palette, names, void=void))
 
 
 def gallery_notes(gallery, num_images):

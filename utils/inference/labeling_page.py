@@ -13,9 +13,9 @@ from utils.fileio import atomic_write_text
 from utils.inference.image_files import predict_capped, read_rgb
 from utils.inference.soft_outputs import normalised_entropy, scale_bar, uncertainty_colors
 from utils.inference.tiling import blended_rows
-from utils.evaluation.report_page import STYLE
+from utils.evaluation.report_page import STYLE, legend_html
 from utils.evaluation.reports import class_names_of
-from utils.visualization import colorize, legend_entries, make_palette, write_jpeg
+from utils.visualization import colorize, make_palette, write_jpeg
 
 CSV_FILENAME = 'to_label.csv'
 PAGE_FILENAME = 'to_label.html'
@@ -89,10 +89,7 @@ def write_ranking(output_dir, rows, predictor, max_side=0, tiling=None, skipped=
 
 def ranking_page(rows, samples, config, palette, skipped):
     """The page's HTML."""
-    legend = '<p class="legend">%s</p>' % ''.join(
-        '<span><span class="swatch" style="background:rgb(%d,%d,%d)"></span>%s</span>'
-        % (tuple(color) + (_e(name),))
-        for name, color in legend_entries(palette, class_names_of(config), void=False))
+    legend = legend_html(class_names_of(config), palette, void=False)
     duplicates = [r for r in rows if r['duplicate_of']]
     parts = ['<h1>What to label next: %d of %d images</h1>' % (len(samples), len(rows)),
              '<p class="sub">Ranked by the mean normalised entropy of the model\'s '
